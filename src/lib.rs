@@ -1,0 +1,8 @@
+//! yolo-qat: upstream YOLOv9 checkpoints to INT8 TensorRT-ready models.
+//! The pipeline reads in folder order: checkpoint → model → quant → data → eval → export.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod model;
+pub mod quant;
+pub mod util;

@@ -1,0 +1,86 @@
+//! A loaded model: its config, class names, fused graph and (when quantized)
+//! quantizer state. What every command works on.
+
+use super::forward::{NoQuant, QuantHook};
+use super::graph::{Graph, Op};
+use super::ModelConfig;
+use crate::checkpoint::native::{self, NativeMeta};
+use crate::quant::quantizer::FakeQuant;
+use crate::quant::state::{to_meta, QuantState};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+pub struct Detector {
+    pub cfg: ModelConfig,
+    pub names: Vec<String>,
+    pub graph: Graph,
+    pub quant: Option<QuantState>,
+    pub source: PathBuf,
+}
+
+impl Detector {
+    /// Eval output (B, 4+nc, A), through the fake quantizers when there are any.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let mut fq;
+        let mut nq = NoQuant;
+        let hook: &mut dyn QuantHook = match &self.quant {
+            Some(q) => {
+                fq = FakeQuant(&q.table);
+                &mut fq
+            }
+            None => &mut nq,
+        };
+        let out = self.graph.output;
+        self.graph.run(x, hook, &[out]).take(out)
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        self.quant.is_some()
+    }
+
+    pub fn to(&mut self, device: tch::Device, kind: tch::Kind) {
+        self.graph.to(device, kind);
+        if let Some(q) = &mut self.quant {
+            q.table.to_device(device);
+        }
+    }
+
+    /// Fused parameters under upstream names.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for n in &self.graph.nodes {
+            match &n.op {
+                Op::Conv(c) => {
+                    out.push((format!("{}.weight", c.prefix), c.weight.shallow_clone()));
+                    if let Some(b) = &c.bias {
+                        out.push((format!("{}.bias", c.prefix), b.shallow_clone()));
+                    }
+                }
+                Op::Detect(d) => out.push((format!("{}.conv.weight", n.name), d.dfl_weight.shallow_clone())),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Writes a yolo-qat checkpoint (fused weights, quantizer state), atomically.
+    pub fn save(&self, path: &Path, info: serde_json::Value) -> Result<()> {
+        let mut tensors = self.state_dict();
+        let quant = self.quant.as_ref().map(|q| {
+            let (meta, amax) = to_meta(&self.graph, q);
+            tensors.extend(amax);
+            meta
+        });
+        let meta = NativeMeta {
+            format: native::FORMAT.into(),
+            version: native::VERSION,
+            yaml: serde_yaml::to_string(&self.cfg.raw)?,
+            names: self.names.clone(),
+            fused: true,
+            quant,
+            info,
+        };
+        native::write(path, &meta, &tensors)
+    }
+}

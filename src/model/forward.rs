@@ -1,0 +1,175 @@
+//! Runs a graph: each node in order, values freed after their last reader.
+//! Quantizers act through a hook so that the same pass serves FP inference,
+//! calibration (statistics) and fake-quantized training.
+
+use super::config::Activation;
+use super::graph::{Conv2d, Detect, Graph, Node, Op, QuantId, Slot, ValueId};
+use tch::{Kind, Tensor};
+
+/// What happens at a quantizer slot.
+pub trait QuantHook {
+    fn activation(&mut self, quant: QuantId, x: &Tensor) -> Tensor;
+    fn weight(&mut self, quant: QuantId, w: &Tensor) -> Tensor;
+}
+
+/// Plain floating point: every slot is a no-op.
+pub struct NoQuant;
+
+impl QuantHook for NoQuant {
+    fn activation(&mut self, _: QuantId, x: &Tensor) -> Tensor {
+        x.shallow_clone()
+    }
+    fn weight(&mut self, _: QuantId, w: &Tensor) -> Tensor {
+        w.shallow_clone()
+    }
+}
+
+/// Values computed by a forward pass; only those asked to be kept survive.
+pub struct Values(Vec<Option<Tensor>>);
+
+impl Values {
+    pub fn get(&self, v: ValueId) -> &Tensor {
+        self.0[v].as_ref().expect("value was not kept by the forward pass")
+    }
+    pub fn take(&mut self, v: ValueId) -> Tensor {
+        self.0[v].take().expect("value was not kept by the forward pass")
+    }
+}
+
+impl Graph {
+    /// Eval output (B, 4+nc, A).
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.run(x, &mut NoQuant, &[self.output]).take(self.output)
+    }
+
+    /// Runs the graph, keeping `keep` (and nothing else that is done with).
+    pub fn run(&self, x: &Tensor, hook: &mut dyn QuantHook, keep: &[ValueId]) -> Values {
+        let last_use = self.last_use(keep);
+        let mut vals: Vec<Option<Tensor>> = (0..self.num_values).map(|_| None).collect();
+        vals[self.input] = Some(x.shallow_clone());
+        for (i, node) in self.nodes.iter().enumerate() {
+            let inputs: Vec<Tensor> = node
+                .inputs
+                .iter()
+                .zip(&node.quant.inputs)
+                .map(|(&v, slot)| apply(hook, *slot, vals[v].as_ref().expect("graph is not in execution order")))
+                .collect();
+            for (o, y) in node.outputs.iter().zip(eval_node(node, &inputs, hook)) {
+                vals[*o] = Some(y);
+            }
+            for &v in &node.inputs {
+                if last_use[v] == Some(i) {
+                    vals[v] = None;
+                }
+            }
+        }
+        Values(vals)
+    }
+
+    /// The last node reading each value; `None` for values kept to the end.
+    fn last_use(&self, keep: &[ValueId]) -> Vec<Option<usize>> {
+        let mut last = vec![None; self.num_values];
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &v in &n.inputs {
+                last[v] = Some(i);
+            }
+        }
+        for &k in keep {
+            last[k] = None;
+        }
+        last[self.input] = None;
+        last
+    }
+}
+
+fn apply(hook: &mut dyn QuantHook, slot: Option<Slot>, x: &Tensor) -> Tensor {
+    match slot {
+        Some(s) if s.enabled => hook.activation(s.quant, x),
+        _ => x.shallow_clone(),
+    }
+}
+
+fn eval_node(node: &Node, xs: &[Tensor], hook: &mut dyn QuantHook) -> Vec<Tensor> {
+    let y = match &node.op {
+        Op::Conv(c) => conv(c, &xs[0], node.quant.weight, hook),
+        Op::MaxPool { kernel: k, stride: s, padding: p } => xs[0].max_pool2d([*k, *k], [*s, *s], [*p, *p], [1, 1], false),
+        Op::AvgPool { kernel: k, stride: s, padding: p } => xs[0].avg_pool2d([*k, *k], [*s, *s], [*p, *p], false, true, None),
+        Op::Upsample { scale } => {
+            let (h, w) = (xs[0].size()[2], xs[0].size()[3]);
+            xs[0].upsample_nearest2d([h * scale, w * scale], Some(*scale as f64), Some(*scale as f64))
+        }
+        Op::ResizeLike => {
+            let t = xs[1].size();
+            xs[0].upsample_nearest2d([t[2], t[3]], None, None)
+        }
+        Op::Concat => Tensor::cat(xs, 1),
+        Op::Split { sizes } => return xs[0].split_with_sizes(sizes.as_slice(), 1),
+        Op::Add => xs[1..].iter().fold(xs[0].shallow_clone(), |acc, x| acc + x),
+        Op::Detect(d) => decode(d, xs, node.quant.internal, hook),
+    };
+    let y = match node.quant.output {
+        Some(s) if s.enabled => hook.activation(s.quant, &y),
+        _ => y,
+    };
+    vec![y]
+}
+
+fn conv(c: &Conv2d, x: &Tensor, wslot: Option<Slot>, hook: &mut dyn QuantHook) -> Tensor {
+    let w = match wslot {
+        Some(s) if s.enabled => hook.weight(s.quant, &c.weight),
+        _ => c.weight.shallow_clone(),
+    };
+    let y = x.conv2d(&w, c.bias.as_ref(), [c.stride, c.stride], [c.padding, c.padding], [c.dilation, c.dilation], c.groups);
+    activate(y, c.act)
+}
+
+pub fn activate(y: Tensor, act: Activation) -> Tensor {
+    match act {
+        Activation::SiLU => y.silu(),
+        Activation::ReLU => y.relu(),
+        Activation::LeakyReLU(slope) => {
+            let neg = &y * slope;
+            y.maximum(&neg)
+        }
+        Activation::Identity => y,
+    }
+}
+
+/// Anchor centres (2, A) and their strides (1, A) for maps of these sizes.
+pub fn anchors(sizes: &[(i64, i64)], strides: &[f64], kind: Kind, device: tch::Device) -> (Tensor, Tensor) {
+    let mut points = Vec::new();
+    let mut st = Vec::new();
+    for (&(h, w), &s) in sizes.iter().zip(strides) {
+        let sx = Tensor::arange(w, (kind, device)) + 0.5;
+        let sy = Tensor::arange(h, (kind, device)) + 0.5;
+        let grid = Tensor::meshgrid_indexing(&[sy, sx], "ij");
+        points.push(Tensor::stack(&[grid[1].reshape([-1]), grid[0].reshape([-1])], 0));
+        st.push(Tensor::full([1, h * w], s, (kind, device)));
+    }
+    (Tensor::cat(&points, 1), Tensor::cat(&st, 1))
+}
+
+/// DFL expectation over the box distribution, dist2bbox (centre-size), sigmoid scores.
+fn decode(d: &Detect, maps: &[Tensor], dfl_slot: Option<Slot>, hook: &mut dyn QuantHook) -> Tensor {
+    let b = maps[0].size()[0];
+    let no = 4 * d.reg_max + d.nc;
+    let flat: Vec<Tensor> = maps.iter().map(|m| m.view([b, no, -1])).collect();
+    let cat = Tensor::cat(&flat, 2);
+    let a = cat.size()[2];
+    let parts = cat.split_with_sizes([4 * d.reg_max, d.nc], 1);
+    let prob = parts[0].view([b, 4, d.reg_max, a]).transpose(2, 1).softmax(1, None::<Kind>);
+    let prob = match dfl_slot {
+        Some(s) if s.enabled => hook.activation(s.quant, &prob),
+        _ => prob,
+    };
+    let dist = prob.conv2d(&d.dfl_weight.to_kind(prob.kind()), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).view([b, 4, a]);
+    let sizes: Vec<(i64, i64)> = maps.iter().map(|m| (m.size()[2], m.size()[3])).collect();
+    let (points, strides) = anchors(&sizes, &d.strides, cat.kind(), cat.device());
+    let lt_rb = dist.split(2, 1);
+    let x1y1 = &points - &lt_rb[0];
+    let x2y2 = &points + &lt_rb[1];
+    let centre = (&x1y1 + &x2y2) / 2.0;
+    let wh = x2y2 - x1y1;
+    let dbox = Tensor::cat(&[centre, wh], 1) * strides;
+    Tensor::cat(&[dbox, parts[1].sigmoid()], 1)
+}

@@ -1,0 +1,13 @@
+//! Quantization: fake-quant math, calibrators, placement and scale tying, PTQ and QAT.
+
+pub mod calib_method;
+pub mod fake_quant;
+pub mod histogram;
+pub mod placement;
+pub mod quantizer;
+pub mod state;
+pub mod tying;
+
+pub use calib_method::CalibMethod;
+pub use quantizer::{QuantTable, Quantizer};
+pub use state::QuantState;
