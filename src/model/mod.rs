@@ -7,7 +7,9 @@ pub mod detector;
 pub mod detect;
 pub mod forward;
 pub mod graph;
+pub mod info;
 pub mod parse;
+pub mod reparam;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig};

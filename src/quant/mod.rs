@@ -1,9 +1,12 @@
 //! Quantization: fake-quant math, calibrators, placement and scale tying, PTQ and QAT.
 
 pub mod calib_method;
+pub mod calibrate;
 pub mod fake_quant;
 pub mod histogram;
+pub mod optimizer;
 pub mod placement;
+pub mod qat;
 pub mod quantizer;
 pub mod state;
 pub mod tying;

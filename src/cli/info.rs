@@ -1,0 +1,20 @@
+use crate::checkpoint::load::load;
+use crate::model::info::summary;
+use anyhow::Result;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model weights: upstream .pt or yolo-qat .safetensors.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Image size for the GFLOPs figure.
+    #[arg(long, visible_aliases = ["img", "img-size"], default_value_t = 640)]
+    imgsz: i64,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let model = load(&a.weights)?;
+    println!("{}", summary(&model, a.imgsz));
+    Ok(())
+}

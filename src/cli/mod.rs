@@ -1,0 +1,56 @@
+//! The command line: thin wrappers over the library, one file per command.
+
+mod device;
+mod forward;
+mod info;
+mod reparameterize;
+
+use clap::{Parser, Subcommand};
+
+pub use device::parse_device;
+
+#[derive(Parser)]
+#[command(name = "yolo-qat", version, about = "INT8 quantization (PTQ + QAT) of YOLOv9 models for TensorRT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Layers, parameters, GFLOPs, classes and strides of a model.
+    Info(info::Args),
+    /// Turn a dual-head YOLOv9 checkpoint into its GELAN ("converted") model.
+    Reparameterize(reparameterize::Args),
+    /// Run the fused model on a tensor from a safetensors file (debugging, parity checks).
+    Forward(forward::Args),
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Reparameterize(a) => reparameterize::run(a),
+        Command::Forward(a) => forward::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

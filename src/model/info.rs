@@ -1,0 +1,45 @@
+//! `yolo-qat info`: what a model is.
+
+use super::detector::Detector;
+use super::graph::Op;
+use std::fmt::Write;
+
+/// Conv multiply-accumulates ×2 at a square input of `imgsz`, in GFLOPs.
+pub fn gflops(model: &Detector, imgsz: i64) -> f64 {
+    let g = &model.graph;
+    let mut flops = 0.0;
+    for n in &g.nodes {
+        if let Op::Conv(c) = &n.op {
+            let s = g.value_stride[n.outputs[0]].max(1);
+            let hw = ((imgsz + s - 1) / s).pow(2) as f64;
+            let w = c.weight.size();
+            flops += 2.0 * (w[0] * w[1] * w[2] * w[3]) as f64 * hw;
+        }
+    }
+    flops / 1e9
+}
+
+pub fn summary(model: &Detector, imgsz: i64) -> String {
+    let g = &model.graph;
+    let mut s = String::new();
+    let _ = writeln!(s, "model      {}", model.source.display());
+    let _ = writeln!(s, "layers     {} ({} graph nodes, {} convs)", g.layers.len(), g.nodes.len(), g.convs().count());
+    let _ = writeln!(s, "parameters {}", g.parameter_count());
+    let _ = writeln!(s, "GFLOPs     {:.1} at {imgsz}x{imgsz}", gflops(model, imgsz));
+    let _ = writeln!(s, "classes    {} ({})", g.nc, model.names.join(", "));
+    let _ = writeln!(s, "strides    {:?}", g.strides);
+    let _ = writeln!(s, "activation {}", model.cfg.activation.name());
+    let _ = writeln!(s, "head       {}", if g.is_dual() { "dual (DualDDetect, auxiliary branch)" } else { "single (DDetect)" });
+    match &model.quant {
+        Some(q) => {
+            let _ = write!(s, "quantized  {} quantizers, {} tie groups, calibration {}", q.table.len(), q.groups.len(), q.calib_method);
+            if !q.skip_layers.is_empty() {
+                let _ = write!(s, ", layers kept in floating point: {:?}", q.skip_layers);
+            }
+        }
+        None => {
+            let _ = write!(s, "quantized  no");
+        }
+    }
+    s
+}

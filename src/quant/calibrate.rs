@@ -1,0 +1,47 @@
+//! PTQ (recipe §2, §4): place quantizers, tie junctions, keep skipped layers in
+//! floating point, then calibrate activations on training batches.
+
+use super::calib_method::CalibMethod;
+use super::placement::place;
+use super::quantizer::Collect;
+use super::state::{set_layer_enabled, QuantState};
+use super::tying::tie;
+use crate::model::detector::Detector;
+use anyhow::{bail, Result};
+use tch::Tensor;
+
+/// Adds quantizers to an FP model (uncalibrated); returns the tie log lines.
+pub fn prepare(model: &mut Detector, skip_layers: &[usize], method: CalibMethod) -> Result<Vec<String>> {
+    if model.quant.is_some() {
+        bail!("{}: the model is already quantized", model.source.display());
+    }
+    let n = model.graph.layers.len();
+    if let Some(&bad) = skip_layers.iter().find(|&&l| l >= n) {
+        bail!("--skip-layers: model.{bad} does not exist (the model has layers 0..{})", n - 1);
+    }
+    let mut table = place(&mut model.graph);
+    let groups = tie(&mut model.graph, &mut table);
+    for &l in skip_layers {
+        set_layer_enabled(&mut model.graph, l, false);
+    }
+    let lines = groups.iter().map(|g| g.log_line()).collect();
+    model.quant = Some(QuantState { table, groups, calib_method: method.name().to_string(), skip_layers: skip_layers.to_vec() });
+    Ok(lines)
+}
+
+/// Runs FP batches through the model collecting histograms, then sets amax.
+/// Returns the number of activation quantizers that saw no data.
+pub fn calibrate(model: &mut Detector, batches: impl Iterator<Item = Tensor>, method: CalibMethod) -> Result<usize> {
+    let Some(q) = model.quant.as_mut() else { bail!("calibrate: the model has no quantizers") };
+    let graph = &model.graph;
+    let out = graph.output;
+    let mut seen = 0;
+    for x in batches {
+        tch::no_grad(|| graph.run(&x, &mut Collect(&mut q.table), &[out]));
+        seen += 1;
+    }
+    if seen == 0 {
+        bail!("calibrate: no calibration batches (is the training set empty?)");
+    }
+    Ok(q.table.finish_calibration(method))
+}
