@@ -3,6 +3,9 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod export;
 pub mod model;
 pub mod quant;
 pub mod util;

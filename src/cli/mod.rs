@@ -1,8 +1,12 @@
 //! The command line: thin wrappers over the library, one file per command.
 
+mod common;
 mod device;
+mod eval;
 mod forward;
 mod info;
+mod onnx_eval;
+mod quantize;
 mod reparameterize;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +28,10 @@ enum Command {
     Reparameterize(reparameterize::Args),
     /// Run the fused model on a tensor from a safetensors file (debugging, parity checks).
     Forward(forward::Args),
+    /// mAP exactly as upstream val.py computes it (any checkpoint, or an exported .onnx).
+    Eval(eval::Args),
+    /// PTQ calibration then QAT finetuning, evaluating and saving after each stage.
+    Quantize(quantize::Args),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -33,6 +41,8 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Reparameterize(a) => reparameterize::run(a),
         Command::Forward(a) => forward::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Quantize(a) => quantize::run(a),
     };
     match result {
         Ok(()) => 0,

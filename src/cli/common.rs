@@ -1,0 +1,62 @@
+//! Pieces several commands share: data sets from a data yaml, result rows and tables.
+
+use crate::data::config::DataConfig;
+use crate::data::hyp::Hyp;
+use crate::data::train_loader::TrainLoader;
+use crate::data::val_set::{ValSet, ValSetOptions};
+use crate::eval::validate::EvalResult;
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+
+/// The val split with val.py's rectangular batches; warnings printed once.
+pub fn eval_set(data: &DataConfig, imgsz: usize, batch_size: usize) -> Result<ValSet> {
+    let opts = ValSetOptions { imgsz, batch_size, ..ValSetOptions::default() };
+    let set = ValSet::load(&data.val, data.nc(), opts).map_err(|e| anyhow!("{}: val: {e:#}", data.yaml_path.display()))?;
+    report_warnings("val", &set.warnings);
+    Ok(set)
+}
+
+/// The augmented training loader over the train split.
+pub fn train_loader(data: &DataConfig, imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Result<TrainLoader> {
+    let opts = ValSetOptions { imgsz, batch_size: batch, rect: false, ..ValSetOptions::default() };
+    let set = ValSet::load(&data.train, data.nc(), opts).map_err(|e| anyhow!("{}: train: {e:#}", data.yaml_path.display()))?;
+    report_warnings("train", &set.warnings);
+    let samples = set.entries.into_iter().map(|e| (e.path, e.rows.iter().map(|r| (r.class, r.xywhn)).collect())).collect();
+    Ok(TrainLoader::new(samples, imgsz, batch, hyp, seed, workers))
+}
+
+fn report_warnings(split: &str, warnings: &[String]) {
+    if warnings.is_empty() {
+        return;
+    }
+    eprintln!("warning: {} problem(s) in the {split} set, skipped:", warnings.len());
+    for w in warnings.iter().take(20) {
+        eprintln!("  {w}");
+    }
+    if warnings.len() > 20 {
+        eprintln!("  … and {} more", warnings.len() - 20);
+    }
+}
+
+/// One row of the accuracy table (the seed's report.json rows).
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub map: f64,
+    pub map50: f64,
+    pub precision: f64,
+    pub recall: f64,
+}
+
+impl Row {
+    pub fn new(name: &str, r: &EvalResult) -> Row {
+        Row { name: name.to_string(), map: r.map, map50: r.map50, precision: r.precision, recall: r.recall }
+    }
+}
+
+pub fn print_table(rows: &[Row]) {
+    println!("{:<12} {:>8} {:>8} {:>8} {:>8}", "model", "AP", "AP50", "P", "R");
+    for r in rows {
+        println!("{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", r.name, r.map, r.map50, r.precision, r.recall);
+    }
+}

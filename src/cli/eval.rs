@@ -1,0 +1,100 @@
+//! `yolo-qat eval`: upstream val.py's numbers for any model yolo-qat reads.
+
+use super::common::eval_set;
+use super::parse_device;
+use crate::checkpoint::load::load;
+use crate::data::config::DataConfig;
+use crate::eval::validate::{evaluate, EvalOptions, EvalResult};
+use crate::util::{increment_dir, write_atomic};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use tch::Kind;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    weights: PathBuf,
+    #[arg(long, default_value = "data/coco.yaml")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    #[arg(long, visible_aliases = ["img", "img-size"], default_value_t = 640)]
+    imgsz: usize,
+    #[arg(long, default_value = "cuda:0")]
+    device: String,
+    #[arg(long, default_value_t = 0.001)]
+    conf_thres: f32,
+    #[arg(long, default_value_t = 0.7)]
+    iou_thres: f64,
+    #[arg(long, default_value = "runs/qat_eval")]
+    project: PathBuf,
+    #[arg(long, default_value = "exp")]
+    name: String,
+    #[arg(long)]
+    exist_ok: bool,
+    /// Also write annotations.json and predictions.json (COCO format).
+    #[arg(long, visible_alias = "save-json")]
+    use_pycocotools: bool,
+    /// Per-class table.
+    #[arg(long)]
+    verbose: bool,
+    /// fp32 inference on CUDA (default: fp16, as val.py).
+    #[arg(long)]
+    fp32: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if a.imgsz % 32 != 0 {
+        bail!("--imgsz {}: must be a multiple of 32", a.imgsz);
+    }
+    let device = parse_device(&a.device)?;
+    let data = DataConfig::load(&a.data)?;
+    let set = eval_set(&data, a.imgsz, a.batch_size)?;
+    let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
+    let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device).in_dir(&dir);
+    opts.half = device.is_cuda() && !a.fp32;
+    opts.save_json = a.use_pycocotools;
+    opts.nms.conf_thres = a.conf_thres;
+    opts.nms.iou_thres = a.iou_thres;
+    let r = if a.weights.extension().is_some_and(|e| e == "onnx") {
+        super::onnx_eval::evaluate_onnx(&a.weights, &set, &opts, &data.names)?
+    } else {
+        let mut model = load(&a.weights)?;
+        if model.graph.nc != data.nc() {
+            bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
+        }
+        model.to(device, Kind::Float);
+        evaluate(&model, &set, &opts)?
+    };
+    print_result(&r, a.verbose);
+    write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&results_json(&r))?.as_bytes())?;
+    println!("results saved to {}", dir.display());
+    Ok(())
+}
+
+pub fn print_result(r: &EvalResult, verbose: bool) {
+    if verbose {
+        print!("{}", r.metrics);
+    } else {
+        let head = format!("{}", r.metrics);
+        print!("{}", head.lines().take(2).map(|l| format!("{l}\n")).collect::<String>());
+    }
+    println!(
+        "Speed: {:.1}ms pre-process, {:.1}ms inference, {:.1}ms NMS per image; {:.1} s in all",
+        r.speed.preprocess, r.speed.inference, r.speed.nms, r.wall_s
+    );
+}
+
+pub fn results_json(r: &EvalResult) -> serde_json::Value {
+    let per_class: Vec<_> = r
+        .per_class
+        .iter()
+        .map(|c| serde_json::json!({ "name": c.name, "images": c.images, "instances": c.instances, "precision": c.precision, "recall": c.recall, "map50": c.map50, "map": c.map }))
+        .collect();
+    serde_json::json!({
+        "precision": r.precision, "recall": r.recall, "map50": r.map50, "map": r.map,
+        "per_class": per_class,
+        "speed_ms": r.speed,
+        "wall_s": r.wall_s,
+    })
+}

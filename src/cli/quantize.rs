@@ -1,0 +1,228 @@
+//! `yolo-qat quantize`: calibrate (PTQ), then finetune (QAT), evaluating and
+//! saving after each stage, as the seed's `qat.py quantize` does.
+
+use super::common::{eval_set, print_table, train_loader, Row};
+use super::parse_device;
+use crate::checkpoint::load::load;
+use crate::data::config::DataConfig;
+use crate::data::hyp::Hyp;
+use crate::eval::validate::{evaluate, EvalOptions};
+use crate::model::detector::Detector;
+use crate::quant::calibrate::{calibrate, prepare};
+use crate::quant::qat::{lr_for_epoch, Qat};
+use crate::quant::CalibMethod;
+use crate::util::{increment_dir, write_atomic};
+use anyhow::{anyhow, bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// FP model: an upstream (converted) .pt or a yolo-qat .safetensors.
+    #[arg(long)]
+    pub weights: PathBuf,
+    #[arg(long, default_value = "data/coco.yaml")]
+    pub data: PathBuf,
+    #[arg(long, default_value = "configs/hyp.scratch-high.yaml")]
+    pub hyp: PathBuf,
+    #[arg(long, default_value = "cuda:0")]
+    pub device: String,
+    #[arg(long, default_value_t = 10)]
+    pub batch_size: usize,
+    #[arg(long, visible_aliases = ["img", "img-size"], default_value_t = 640)]
+    pub imgsz: usize,
+    #[arg(long, default_value = "runs/qat")]
+    pub project: PathBuf,
+    #[arg(long, default_value = "exp")]
+    pub name: String,
+    #[arg(long)]
+    pub exist_ok: bool,
+    /// QAT iterations per epoch.
+    #[arg(long, default_value_t = 200)]
+    pub iters: usize,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 57)]
+    pub seed: u64,
+    /// Keep the detect layer in floating point (faster convergence, slower engine).
+    #[arg(long)]
+    pub no_last_layer: bool,
+    /// Layers kept in floating point, e.g. `model.3,model.21` (see `yolo-qat sensitive`).
+    #[arg(long, value_delimiter = ',')]
+    pub skip_layers: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    pub supervision_stride: usize,
+    #[arg(long)]
+    pub no_eval_origin: bool,
+    #[arg(long)]
+    pub no_eval_ptq: bool,
+    /// Also write COCO JSON (annotations, predictions) at each evaluation.
+    #[arg(long)]
+    pub eval_pycocotools: bool,
+    /// Calibration batches of the training loader.
+    #[arg(long, default_value_t = 26)]
+    pub calib_batches: usize,
+    /// Activation amax from histograms: mse, percentile, entropy or max.
+    #[arg(long, default_value = "mse")]
+    pub calib_method: String,
+    /// Continue the run in --project/--name from its last finished epoch.
+    #[arg(long)]
+    pub resume: bool,
+    /// Loader threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// `model.7` / `7` → 7.
+pub fn parse_layers(list: &[String], n: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for s in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let i: usize = s.strip_prefix("model.").unwrap_or(s).parse().map_err(|_| anyhow!("--skip-layers {s}: expected model.N"))?;
+        if i >= n {
+            bail!("--skip-layers {s}: the model has layers model.0..model.{}", n - 1);
+        }
+        out.push(i);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+struct Run {
+    dir: PathBuf,
+    stem: String,
+    rows: Vec<Row>,
+    device: Device,
+}
+
+impl Run {
+    fn save(&self, model: &Detector, file: &str, info: serde_json::Value) -> Result<PathBuf> {
+        let path = self.dir.join("weights").join(file);
+        model.save(&path, info)?;
+        Ok(path)
+    }
+
+    fn write_report(&self, extra: serde_json::Value) -> Result<()> {
+        let report = serde_json::json!({ "rows": self.rows, "run": extra });
+        write_atomic(&self.dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let method = CalibMethod::parse(&a.calib_method)?;
+    let mut model = load(&a.weights)?;
+    if model.is_quantized() {
+        bail!("{}: already quantized; quantize an FP model (use --resume to continue a run)", a.weights.display());
+    }
+    let data = DataConfig::load(&a.data)?;
+    if data.nc() != model.graph.nc {
+        bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
+    }
+    let hyp = Hyp::load(&a.hyp).map_err(|e| anyhow!("{}: {e:#}", a.hyp.display()))?;
+    let mut skip = parse_layers(&a.skip_layers, model.graph.layers.len())?;
+    if a.no_last_layer {
+        skip.push(model.graph.layers.len() - 1);
+    }
+    let dir = if a.resume { a.project.join(&a.name) } else { increment_dir(&a.project, &a.name, a.exist_ok)? };
+    let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    let mut run = Run { dir, stem, rows: Vec::new(), device };
+    tch::manual_seed(a.seed as i64);
+    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()));
+    let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
+    let val = eval_set(&data, a.imgsz, a.batch_size)?;
+    let eopts = EvalOptions { half: device.is_cuda(), save_json: a.eval_pycocotools, ..EvalOptions::new(a.imgsz, a.batch_size, device) };
+    model.to(device, Kind::Float);
+    println!("{}: {} layers, quantizing on {device:?}, results in {}", a.weights.display(), model.graph.layers.len(), run.dir.display());
+
+    if !a.no_eval_origin {
+        let r = evaluate(&model, &val, &eopts.in_dir(&run.dir.join("eval_origin")))?;
+        run.rows.push(Row::new("Origin", &r));
+    }
+    let t0 = Instant::now();
+    for line in prepare(&mut model, &skip, method)? {
+        println!("{line}");
+    }
+    let to_tensor = |b: crate::data::train_loader::TrainBatch| batch_tensor(&b.images, b.batch, b.size, b.size, device);
+    let missing = calibrate(&mut model, loader.iter_forever(0).take(a.calib_batches).map(to_tensor), method)?;
+    let calib_s = t0.elapsed().as_secs_f64();
+    println!("calibrated {} quantizers on {} batches in {calib_s:.1} s ({missing} saw no data)", model.quant.as_ref().map_or(0, |q| q.table.len()), a.calib_batches);
+    let mut ptq_ap = None;
+    if !a.no_eval_ptq {
+        let r = evaluate(&model, &val, &eopts.in_dir(&run.dir.join("eval_ptq")))?;
+        ptq_ap = Some(r.map);
+        run.rows.push(Row::new("PTQ", &r));
+    }
+    let ptq_name = format!("ptq_ap_{:.4}_{}.safetensors", ptq_ap.unwrap_or(0.0), run.stem);
+    run.save(&model, &ptq_name, serde_json::json!({ "stage": "ptq", "ap": ptq_ap }))?;
+    print_table(&run.rows);
+    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip }))?;
+    qat(&a, &mut model, &loader, &val, &eopts, &mut run, calib_s)
+}
+
+fn qat(a: &Args, model: &mut Detector, loader: &crate::data::train_loader::TrainLoader, val: &crate::data::val_set::ValSet, eopts: &EvalOptions, run: &mut Run, calib_s: f64) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
+    let amp = run.device.is_cuda();
+    let mut qat = Qat::new(model, a.supervision_stride, amp);
+    let mut best: Option<Row> = None;
+    let mut seen = 0usize;
+    let t_all = Instant::now();
+    for epoch in 0..a.epochs {
+        let lr = lr_for_epoch(epoch);
+        let bar = ProgressBar::new(a.iters as u64);
+        bar.set_style(ProgressStyle::with_template("QAT {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_prefix(format!("epoch {epoch}/{}", a.epochs));
+        let mut loss_sum = 0.0;
+        for (i, b) in loader.iter_forever(1 + epoch as u64).take(a.iters).enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                bar.abandon();
+                bail!("interrupted in epoch {epoch}; finished epochs are saved in {}", run.dir.display());
+            }
+            let x = batch_tensor(&b.images, b.batch, b.size, b.size, run.device);
+            let loss = catch_oom(|| qat.step(model, &x, lr))?;
+            seen += b.batch;
+            loss_sum += loss;
+            bar.set_position(i as u64 + 1);
+            bar.set_message(format!("loss {:.5} lr {lr:.0e}", loss_sum / (i + 1) as f64));
+        }
+        bar.finish();
+        let r = evaluate(model, val, &eopts.in_dir(&run.dir.join(format!("eval_qat_ep{epoch}"))))?;
+        let row = Row::new(&format!("QAT-{epoch}"), &r);
+        let info = serde_json::json!({ "stage": "qat", "epoch": epoch, "ap": r.map, "loss": loss_sum / a.iters.max(1) as f64 });
+        run.save(model, &format!("qat_ep_{epoch}_ap_{:.4}_{}.safetensors", r.map, run.stem), info.clone())?;
+        if best.as_ref().is_none_or(|b: &Row| r.map > b.map) {
+            run.save(model, &format!("qat_best_{}.safetensors", run.stem), info)?;
+            best = Some(Row { name: "QAT-Best".into(), ..row.clone() });
+        }
+        run.rows.retain(|r| r.name != "QAT-Best");
+        run.rows.push(row);
+        run.rows.extend(best.clone());
+        print_table(&run.rows);
+        let ips = seen as f64 / t_all.elapsed().as_secs_f64();
+        run.write_report(serde_json::json!({ "calibration_s": calib_s, "qat_images_per_s": ips, "epochs_done": epoch + 1 }))?;
+    }
+    Ok(())
+}
+
+/// A u8 (B,3,H,W) batch as float in [0,1] on `device`.
+pub fn batch_tensor(images: &[u8], b: usize, h: usize, w: usize, device: Device) -> Tensor {
+    Tensor::from_slice(images).view([b as i64, 3, h as i64, w as i64]).to_device(device).to_kind(Kind::Float) / 255.0
+}
+
+/// Runs `f`, turning libtorch's CUDA out-of-memory panic into an error that says what to do.
+pub fn catch_oom<T>(f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        if msg.contains("out of memory") {
+            anyhow!("CUDA out of memory: try a smaller --batch-size")
+        } else {
+            anyhow!("libtorch error: {}", msg.lines().next().unwrap_or("unknown"))
+        }
+    })
+}

@@ -1,0 +1,190 @@
+//! The validation loop (recipe §6): batches from the rectangular val set, model
+//! inference (fp16 on CUDA), candidate filtering on the device, NMS and
+//! matching on the CPU in parallel, then upstream's metrics.
+
+use super::coco_json::{write_coco_json, CocoImage};
+use super::matching::{process_batch, to_original_space};
+use super::metrics::{EvalStats, ValMetrics};
+use super::nms::{non_max_suppression_rows, NmsConfig};
+use crate::data::val_set::{ValBatch, ValSet};
+use crate::model::detector::Detector;
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub imgsz: usize,
+    pub batch_size: usize,
+    pub device: Device,
+    /// fp16 inference (val.py's default on CUDA).
+    pub half: bool,
+    pub nms: NmsConfig,
+    /// Write COCO `annotations.json` / `predictions.json` into `out_dir`.
+    pub save_json: bool,
+    pub out_dir: Option<PathBuf>,
+    pub progress: bool,
+}
+
+impl EvalOptions {
+    pub fn new(imgsz: usize, batch_size: usize, device: Device) -> Self {
+        EvalOptions { imgsz, batch_size, device, half: device.is_cuda(), nms: NmsConfig::default(), save_json: false, out_dir: None, progress: true }
+    }
+
+    pub fn in_dir(&self, dir: &std::path::Path) -> Self {
+        EvalOptions { out_dir: Some(dir.to_path_buf()), ..self.clone() }
+    }
+}
+
+/// Per-image milliseconds, as val.py prints them.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Speed {
+    pub preprocess: f64,
+    pub inference: f64,
+    pub nms: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalResult {
+    pub metrics: ValMetrics,
+    pub speed: Speed,
+    pub wall_s: f64,
+}
+
+impl std::ops::Deref for EvalResult {
+    type Target = ValMetrics;
+    fn deref(&self) -> &ValMetrics {
+        &self.metrics
+    }
+}
+
+/// Anything that maps a (B,3,H,W) float batch in [0,1] to (B, 4+nc, A).
+pub trait Infer: Sync {
+    fn infer(&self, x: &Tensor) -> Result<Tensor>;
+    fn names(&self) -> &[String];
+}
+
+/// A detector prepared for inference: an fp16 copy when asked.
+struct Prepared<'a> {
+    model: &'a Detector,
+    half: Option<Detector>,
+}
+
+impl Infer for Prepared<'_> {
+    fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        let m = self.half.as_ref().unwrap_or(self.model);
+        Ok(tch::no_grad(|| m.forward(x)))
+    }
+    fn names(&self) -> &[String] {
+        &self.model.names
+    }
+}
+
+// tch tensors are reference-counted handles; inference never mutates the model.
+unsafe impl Sync for Prepared<'_> {}
+
+fn half_copy(model: &Detector) -> Detector {
+    let mut graph = model.graph.deep_clone();
+    graph.to(graph_device(model), Kind::Half);
+    let quant = model.quant.as_ref().map(|q| q.deep_clone());
+    Detector { cfg: model.cfg.clone(), names: model.names.clone(), graph, quant, source: model.source.clone() }
+}
+
+fn graph_device(model: &Detector) -> Device {
+    model.graph.convs().next().map_or(Device::Cpu, |(_, c)| c.weight.device())
+}
+
+/// Evaluates a model (already on `opts.device`) on `set`.
+pub fn evaluate(model: &Detector, set: &ValSet, opts: &EvalOptions) -> Result<EvalResult> {
+    let prepared = Prepared { model, half: opts.half.then(|| half_copy(model)) };
+    evaluate_with(&prepared, set, opts)
+}
+
+pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<EvalResult> {
+    let start = Instant::now();
+    let kind = if opts.half { Kind::Half } else { Kind::Float };
+    let bar = progress(set.num_batches(), opts.progress);
+    let mut stats = EvalStats::default();
+    let mut coco = Vec::new();
+    let (mut t_pre, mut t_inf, mut t_nms) = (0.0, 0.0, 0.0);
+    let nc = m.names().len();
+    for batch in set.prefetch(4) {
+        let batch: ValBatch = batch?;
+        let t0 = Instant::now();
+        let x = Tensor::from_slice(&batch.images)
+            .view([batch.batch as i64, 3, batch.height as i64, batch.width as i64])
+            .to_device(opts.device)
+            .to_kind(kind)
+            / 255.0;
+        let t1 = sync(opts.device, t0, &mut t_pre);
+        let out = m.infer(&x)?;
+        let t2 = sync(opts.device, t1, &mut t_inf);
+        let per_image = candidates(&out, opts.nms.conf_thres as f64, nc);
+        let results: Vec<_> = per_image
+            .par_iter()
+            .zip(&batch.items)
+            .map(|(rows, item)| {
+                let dets = to_original_space(&non_max_suppression_rows(rows, nc, &opts.nms), item);
+                let correct = process_batch(&dets, &item.labels);
+                (dets, correct)
+            })
+            .collect();
+        t_nms += t2.elapsed().as_secs_f64();
+        for ((dets, correct), item) in results.into_iter().zip(&batch.items) {
+            stats.add_image(&dets, &correct, &item.labels);
+            if opts.save_json {
+                coco.push(CocoImage { path: item.path.clone(), orig_hw: item.orig_hw, labels: item.labels.clone(), detections: dets });
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let n = set.len().max(1) as f64;
+    let speed = Speed { preprocess: t_pre / n * 1e3, inference: t_inf / n * 1e3, nms: t_nms / n * 1e3 };
+    if opts.save_json {
+        if let Some(dir) = &opts.out_dir {
+            write_coco_json(dir, &coco, m.names())?;
+        }
+    }
+    Ok(EvalResult { metrics: stats.finish(m.names()), speed, wall_s: start.elapsed().as_secs_f64() })
+}
+
+fn sync(device: Device, since: Instant, acc: &mut f64) -> Instant {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+    *acc += since.elapsed().as_secs_f64();
+    Instant::now()
+}
+
+/// Rows (anchor × (4+nc)) whose best class score beats `conf`, per image, on the CPU.
+fn candidates(out: &Tensor, conf: f64, nc: usize) -> Vec<Vec<f32>> {
+    let out = out.to_kind(Kind::Float).transpose(1, 2); // (B, A, 4+nc)
+    let b = out.size()[0];
+    let mask = out.narrow(2, 4, nc as i64).amax([-1i64].as_slice(), false).gt(conf);
+    let counts = Vec::<i64>::try_from(mask.sum_dim_intlist([1i64].as_slice(), false, Kind::Int64).to_device(Device::Cpu)).unwrap_or_default();
+    let rows = out.masked_select(&mask.unsqueeze(-1)).to_device(Device::Cpu);
+    let flat = Vec::<f32>::try_from(rows).unwrap_or_default();
+    let width = 4 + nc;
+    let mut per_image = Vec::with_capacity(b as usize);
+    let mut offset = 0;
+    for c in counts {
+        let len = c as usize * width;
+        per_image.push(flat[offset..offset + len].to_vec());
+        offset += len;
+    }
+    per_image
+}
+
+fn progress(n: usize, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(ProgressStyle::with_template("  eval {bar:30} {pos}/{len} batches [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar
+}

@@ -1,0 +1,248 @@
+//! ONNX export (recipe §8): the fused model as an ONNX graph, with Q/DQ pairs
+//! where the model's quantizers are, optionally followed by NMS (end2end);
+//! a TensorRT rules check run on every export; ONNX Runtime to run the result.
+//!
+//! * `onnx_graph`: the protobuf graph builder; `shapes`: static shape inference;
+//! * `lower`: model ops → ONNX nodes; `decode`: the Detect decode; `qdq`: Q/DQ pairs;
+//! * `end2end`: EfficientNMS_TRT or plain-ONNX NMS; `check`: TensorRT rules;
+//! * `ort`: ONNX Runtime from Rust.
+
+pub mod check;
+pub mod decode;
+pub mod end2end;
+pub mod lower;
+pub mod onnx_graph;
+pub mod ort;
+pub mod qdq;
+pub mod shapes;
+
+pub use check::{check_file, check_model, CheckReport};
+pub use end2end::{End2End, Nms};
+
+use crate::model::detector::Detector;
+use anyhow::{anyhow, bail, Result};
+use lower::{lower_graph, ShapePlan};
+use onnx_graph::{Dim, Elem, OnnxGraph};
+use onnx_protobuf::{Message, ModelProto};
+use qdq::{QdqEmitter, QdqStats};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Default-domain opset without / with end2end NMS.
+pub const OPSET: i64 = 13;
+pub const OPSET_END2END: i64 = 16;
+/// The opsets the writer supports.
+pub const OPSET_RANGE: std::ops::RangeInclusive<i64> = 13..=21;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportOptions {
+    /// Symbolic batch, height, width (and anchors).
+    pub dynamic: bool,
+    /// Append NMS; implies a symbolic batch.
+    pub end2end: Option<End2End>,
+    /// (height, width) of a static export; also written to the `imgsz` metadata.
+    pub imgsz: (i64, i64),
+    /// Batch of a static export (ignored when dynamic or end2end).
+    pub batch: i64,
+    /// Default-domain opset (default 13, 16 with end2end).
+    pub opset: Option<i64>,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions { dynamic: false, end2end: None, imgsz: (640, 640), batch: 1, opset: None }
+    }
+}
+
+impl ExportOptions {
+    pub fn opset(&self) -> i64 {
+        self.opset.unwrap_or(if self.end2end.is_some() { OPSET_END2END } else { OPSET })
+    }
+
+    fn validate(&self, max_stride: i64) -> Result<()> {
+        let (h, w) = self.imgsz;
+        if h <= 0 || w <= 0 {
+            bail!("--imgsz {h} {w}: sizes must be positive");
+        }
+        if !self.dynamic && (h % max_stride != 0 || w % max_stride != 0) {
+            bail!("--imgsz {h} {w}: must be multiples of the model's largest stride {max_stride}");
+        }
+        if self.batch < 1 {
+            bail!("--batch {}: must be at least 1", self.batch);
+        }
+        let opset = self.opset();
+        if !OPSET_RANGE.contains(&opset) {
+            bail!("--opset {opset}: supported are {} to {}", OPSET_RANGE.start(), OPSET_RANGE.end());
+        }
+        if let Some(e) = &self.end2end {
+            e.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// A graph input or output: name, dims, element type.
+#[derive(Debug, Clone)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dims: Vec<Dim>,
+    pub elem: Elem,
+}
+
+impl fmt::Display for TensorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dims: Vec<String> = self.dims.iter().map(Dim::to_string).collect();
+        let t = match self.elem {
+            Elem::F32 => "float32",
+            Elem::I8 => "int8",
+            Elem::I32 => "int32",
+            Elem::I64 => "int64",
+            Elem::Bool => "bool",
+        };
+        write!(f, "{} ({}) {t}", self.name, dims.join(", "))
+    }
+}
+
+/// The model as built in memory, before it is written.
+pub struct Built {
+    pub model: ModelProto,
+    pub opset: i64,
+    pub input: TensorSpec,
+    pub outputs: Vec<TensorSpec>,
+    pub qdq: QdqStats,
+    pub quantized: bool,
+}
+
+/// What `export` wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub opset: i64,
+    pub ir_version: i64,
+    pub input: TensorSpec,
+    pub outputs: Vec<TensorSpec>,
+    /// The model carried quantizer state.
+    pub quantized: bool,
+    pub qdq: QdqStats,
+    pub nodes: usize,
+    pub initializers: usize,
+    pub check: CheckReport,
+}
+
+impl fmt::Display for ExportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "exported {} ({:.1} MB): opset {}, IR version {}, {} nodes, {} initializers", self.path.display(), self.bytes as f64 / 1e6, self.opset, self.ir_version, self.nodes, self.initializers)?;
+        writeln!(f, "  input  {}", self.input)?;
+        for o in &self.outputs {
+            writeln!(f, "  output {o}")?;
+        }
+        if self.quantized {
+            let q = &self.qdq;
+            writeln!(
+                f,
+                "  Q/DQ: {} activation pairs ({} further reads share an existing pair), {} per-channel weight pairs; {} quantizer slots disabled (floating point)",
+                q.activation_pairs, q.shared_reads, q.weight_pairs, q.disabled_slots
+            )?;
+            if !q.uncalibrated.is_empty() {
+                let shown: Vec<&str> = q.uncalibrated.iter().take(5).map(String::as_str).collect();
+                writeln!(f, "  warning: {} enabled quantizers have no amax (uncalibrated), left in floating point: {}{}", q.uncalibrated.len(), shown.join(", "), if q.uncalibrated.len() > 5 { ", …" } else { "" })?;
+            }
+        } else {
+            writeln!(f, "  floating point (the model has no quantizers)")?;
+        }
+        write!(f, "{}", self.check)
+    }
+}
+
+/// Upstream's metadata format: `{0: 'person', 1: 'bicycle'}`.
+fn names_dict(names: &[String]) -> String {
+    let items: Vec<String> = names.iter().enumerate().map(|(i, n)| format!("{i}: '{}'", n.replace('\\', "\\\\").replace('\'', "\\'"))).collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+/// Builds the ONNX model in memory.
+pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
+    let graph = &model.graph;
+    let max_stride = graph.strides.iter().cloned().fold(1.0, f64::max).round() as i64;
+    opts.validate(max_stride)?;
+    let opset = opts.opset();
+    let nc = graph.nc as i64;
+    let (h, w) = opts.imgsz;
+    let batch = if opts.dynamic || opts.end2end.is_some() { Dim::Sym("batch".into()) } else { Dim::Fixed(opts.batch) };
+    let sizes = if opts.dynamic {
+        None
+    } else {
+        let needed = shapes::needed_nodes(graph, graph.output);
+        Some(shapes::spatial_sizes(graph, &needed, h, w)?)
+    };
+    let hw = if opts.dynamic { [Dim::Sym("height".into()), Dim::Sym("width".into())] } else { [Dim::Fixed(h), Dim::Fixed(w)] };
+
+    let mut g = OnnxGraph::new();
+    let input_dims = vec![batch.clone(), Dim::Fixed(3), hw[0].clone(), hw[1].clone()];
+    let images = g.add_input("images", Elem::F32, &input_dims)?;
+    let mut qdq = QdqEmitter::new(model.quant.as_ref().map(|q| &q.table));
+    let plan = ShapePlan { batch: batch.clone(), sizes };
+    let lowered = lower_graph(&mut g, graph, &mut qdq, &images, &plan, "output0")?;
+    let output0 = TensorSpec { name: lowered.output.clone(), dims: vec![batch.clone(), Dim::Fixed(4 + nc), lowered.anchors.clone()], elem: Elem::F32 };
+
+    let mut domains = Vec::new();
+    let outputs = match &opts.end2end {
+        None => {
+            g.add_output(&output0.name, Elem::F32, &output0.dims);
+            vec![output0]
+        }
+        Some(e) => {
+            end2end::append(&mut g, e, &lowered.output, &images, nc, &batch, opset)?;
+            if e.nms == Nms::Trt {
+                domains.push(("TRT", 1));
+            }
+            let k = Dim::Fixed(e.topk_all);
+            vec![
+                TensorSpec { name: "num_dets".into(), dims: vec![batch.clone(), Dim::Fixed(1)], elem: Elem::I32 },
+                TensorSpec { name: "det_boxes".into(), dims: vec![batch.clone(), k.clone(), Dim::Fixed(4)], elem: Elem::F32 },
+                TensorSpec { name: "det_scores".into(), dims: vec![batch.clone(), k.clone()], elem: Elem::F32 },
+                TensorSpec { name: "det_classes".into(), dims: vec![batch.clone(), k], elem: Elem::I32 },
+            ]
+        }
+    };
+    let metadata = vec![
+        ("stride".to_string(), max_stride.to_string()),
+        ("names".to_string(), names_dict(&model.names)),
+        ("imgsz".to_string(), format!("[{h}, {w}]")),
+        ("batch".to_string(), batch.to_string()),
+        ("dynamic".to_string(), opts.dynamic.to_string()),
+        ("quantized".to_string(), model.quant.is_some().to_string()),
+    ];
+    let proto = g.into_model("yolo-qat", opset, &domains, &metadata);
+    Ok(Built {
+        model: proto,
+        opset,
+        input: TensorSpec { name: images, dims: input_dims, elem: Elem::F32 },
+        outputs,
+        qdq: qdq.stats,
+        quantized: model.quant.is_some(),
+    })
+}
+
+/// Exports `model` to `path` (written atomically) after the TensorRT rules check passes.
+pub fn export(model: &Detector, opts: &ExportOptions, path: &Path) -> Result<ExportReport> {
+    let built = build(model, opts)?;
+    let check = check_model(&built.model).map_err(|e| anyhow!("{}: the exported model fails the TensorRT check (nothing written): {e}", path.display()))?;
+    let bytes = built.model.write_to_bytes().map_err(|e| anyhow!("{}: cannot encode the ONNX model: {e}", path.display()))?;
+    crate::util::write_atomic(path, &bytes)?;
+    let graph = built.model.graph.as_ref().expect("built models have a graph");
+    Ok(ExportReport {
+        path: path.to_path_buf(),
+        bytes: bytes.len() as u64,
+        opset: built.opset,
+        ir_version: built.model.ir_version,
+        input: built.input,
+        outputs: built.outputs,
+        quantized: built.quantized,
+        qdq: built.qdq,
+        nodes: graph.node.len(),
+        initializers: graph.initializer.len(),
+        check,
+    })
+}

@@ -1,0 +1,458 @@
+//! ONNX export: the TensorRT rules check, onnx's own full checker (project venv),
+//! ONNX Runtime against `Detector::forward` (FP and fake-quantized PTQ), dynamic
+//! shapes, the EfficientNMS_TRT end2end node, the plain-ONNX NMS, and a
+//! hand-broken model that the check must reject. CPU only.
+
+use onnx_protobuf::{Message, ModelProto};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::{Kind, Tensor};
+use yolo_qat::checkpoint::load::load;
+use yolo_qat::export::onnx_graph::{attr_f, attr_i, attr_s, tensor_values};
+use yolo_qat::export::ort::{OnnxModel, OrtOptimization, OrtOptions};
+use yolo_qat::export::{check_file, check_model, export, End2End, ExportOptions, Nms};
+use yolo_qat::model::detector::Detector;
+use yolo_qat::quant::calibrate::{calibrate, prepare};
+use yolo_qat::quant::CalibMethod;
+
+const FIXTURES: &str = "../shared/fixtures";
+
+fn fixture(name: &str) -> Detector {
+    load(&Path::new(FIXTURES).join(format!("{name}.pt"))).unwrap()
+}
+
+fn ref_input(name: &str) -> Tensor {
+    let refs: std::collections::BTreeMap<String, Tensor> = Tensor::read_safetensors(format!("{FIXTURES}/{name}.ref.safetensors")).unwrap().into_iter().collect();
+    refs["input"].shallow_clone()
+}
+
+/// PTQ on a few batches: the fixture input and seeded uniform noise.
+fn ptq(name: &str) -> Detector {
+    let mut m = fixture(name);
+    prepare(&mut m, &[], CalibMethod::Mse).unwrap();
+    tch::manual_seed(7);
+    let x = ref_input(name);
+    let mut batches = vec![x.shallow_clone()];
+    for _ in 0..3 {
+        batches.push(Tensor::rand(x.size(), (Kind::Float, tch::Device::Cpu)));
+    }
+    let missing = calibrate(&mut m, batches.into_iter(), CalibMethod::Mse).unwrap();
+    assert_eq!(missing, 0, "every activation quantizer saw data");
+    m
+}
+
+fn opts(imgsz: (i64, i64), batch: i64) -> ExportOptions {
+    ExportOptions { imgsz, batch, ..Default::default() }
+}
+
+fn out_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn venv_python() -> PathBuf {
+    let home = std::env::var_os("YOLO_QAT_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/yolo-qat"));
+    home.join("venv/bin/python")
+}
+
+/// `onnx.checker.check_model(full_check=True)` in the project venv (CI installs it).
+fn onnx_full_check(path: &Path) {
+    let py = venv_python();
+    assert!(py.exists(), "{} is missing: run scripts/setup.sh", py.display());
+    let out = Command::new(&py)
+        .args(["-c", "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('onnx full check ok')", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "onnx.checker rejects {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+fn read_model(path: &Path) -> ModelProto {
+    ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// How ORT's output0 compares with the forward pass.
+struct Diff {
+    max_abs: f64,
+    rel: f64,
+    confident: i64,
+    score_ok: i64,
+    box_ok: i64,
+    max_score: f64,
+    max_box: f64,
+}
+
+/// Per (image, anchor) with max class score > 0.25 in the reference: scores within 0.02, boxes within 1 px.
+fn compare(ours: &Tensor, want: &Tensor) -> Diff {
+    assert_eq!(ours.size(), want.size());
+    let d = (ours - want).abs();
+    let max_abs = d.max().double_value(&[]);
+    let rel = max_abs / want.abs().max().double_value(&[]);
+    let (box_d, score_d) = (d.narrow(1, 0, 4), d.narrow(1, 4, want.size()[1] - 4));
+    let conf = want.narrow(1, 4, want.size()[1] - 4).amax([1], false).gt(0.25); // (B, A)
+    let score_err = score_d.amax([1], false); // (B, A)
+    let box_err = box_d.amax([1], false);
+    let count = |t: &Tensor| t.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
+    let confident = count(&conf);
+    Diff {
+        max_abs,
+        rel,
+        confident,
+        score_ok: count(&(score_err.le(0.02).logical_and(&conf))),
+        box_ok: count(&(box_err.le(1.0).logical_and(&conf))),
+        max_score: if confident > 0 { score_err.masked_select(&conf).max().double_value(&[]) } else { 0.0 },
+        max_box: if confident > 0 { box_err.masked_select(&conf).max().double_value(&[]) } else { 0.0 },
+    }
+}
+
+fn assert_quantized_parity(what: &str, ours: &Tensor, want: &Tensor) {
+    let d = compare(ours, want);
+    println!(
+        "{what}: max |diff| {:.4e} (rel {:.3e}); anchors with score > 0.25: {}, score within 0.02: {}, box within 1 px: {}; max score diff {:.4}, max box diff {:.4} px",
+        d.max_abs, d.rel, d.confident, d.score_ok, d.box_ok, d.max_score, d.max_box
+    );
+    assert!(d.confident > 0, "{what}: no confident anchors to compare");
+    let need = (d.confident as f64 * 0.999).ceil() as i64;
+    assert!(d.score_ok >= need && d.box_ok >= need, "{what}: parity below 99.9%");
+}
+
+fn assert_fp_parity(what: &str, ours: &Tensor, want: &Tensor) {
+    let d = compare(ours, want);
+    println!("{what}: max |diff| {:.4e}, relative to max |ref| {:.3e}", d.max_abs, d.rel);
+    assert!(d.rel <= 1e-3, "{what}: relative error {:.3e} > 1e-3", d.rel);
+}
+
+#[test]
+fn fp_export_passes_checks_and_matches_forward() {
+    let m = fixture("gelan-c-mini");
+    let x = ref_input("gelan-c-mini");
+    let dir = out_dir();
+    let path = dir.path().join("fp.onnx");
+    let rep = export(&m, &opts((192, 256), 2), &path).unwrap();
+    println!("{rep}");
+    assert!(!rep.quantized && !rep.check.quantized);
+    assert_eq!((rep.opset, rep.ir_version), (13, 7));
+    assert_eq!(rep.outputs[0].to_string(), "output0 (2, 10, 1008) float32");
+    assert!(rep.check.notes.is_empty(), "{:?}", rep.check.notes);
+    onnx_full_check(&path);
+    let proto = read_model(&path);
+    let meta: std::collections::BTreeMap<_, _> = proto.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    assert_eq!(meta["stride"], "32");
+    assert_eq!(meta["imgsz"], "[192, 256]");
+    assert!(meta["names"].starts_with("{0: 'class0', 1: 'class1'"), "{}", meta["names"]);
+    // Static shapes: constants only, no shape arithmetic.
+    let ops: Vec<&str> = proto.graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert!(!ops.iter().any(|o| matches!(*o, "Shape" | "Gather" | "Range")), "static export has shape ops");
+
+    let ort = OnnxModel::load(&path).unwrap();
+    assert_eq!(ort.input_size(), Some((192, 256)));
+    assert!(!ort.is_dynamic());
+    let got = ort.run(&x).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_fp_parity("FP static", &got[0], &m.forward(&x));
+}
+
+#[test]
+fn ptq_export_is_qdq_and_matches_fake_quant() {
+    for name in ["gelan-c-mini", "yolov9-t-shapes-converted"] {
+        let m = ptq(name);
+        let x = ref_input(name);
+        let dir = out_dir();
+        let path = dir.path().join("ptq.onnx");
+        let rep = export(&m, &opts((192, 256), 2), &path).unwrap();
+        println!("{name}:\n{rep}");
+        assert!(rep.quantized && rep.check.quantized);
+        let convs = m.graph.convs().count();
+        assert_eq!(rep.check.convs, convs + 1, "model convs + the DFL conv");
+        assert_eq!(rep.check.int8_convs, convs, "every model conv reads activation and weight through DQ");
+        assert_eq!(rep.check.fp_convs.len(), 1, "only the DFL conv (fixed fp weight) stays FP: {:?}", rep.check.fp_convs);
+        assert_eq!(rep.qdq.weight_pairs, convs);
+        assert!(rep.qdq.shared_reads > 0, "shared quantizers reuse one pair");
+        onnx_full_check(&path);
+
+        // One Q/DQ pair per (value, scale); every Q feeds DQs only; weight scales per channel on axis 0.
+        let proto = read_model(&path);
+        let g = proto.graph.as_ref().unwrap();
+        let inits: std::collections::HashMap<&str, _> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut seen = std::collections::HashSet::new();
+        for n in g.node.iter().filter(|n| n.op_type == "QuantizeLinear") {
+            let scale = tensor_values(inits[n.input[1].as_str()]).unwrap();
+            let key = (n.input[0].clone(), scale.iter().map(|s| s.to_bits()).collect::<Vec<_>>());
+            assert!(seen.insert(key), "redundant Q/DQ on `{}`", n.input[0]);
+            if let Some(w) = inits.get(n.input[0].as_str()) {
+                assert_eq!(attr_i(n, "axis"), Some(0));
+                assert_eq!(scale.len() as i64, w.dims[0]);
+            }
+        }
+        assert_eq!(seen.len(), rep.qdq.activation_pairs + rep.qdq.weight_pairs);
+        let read: std::collections::HashSet<&str> = g.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+        assert!(g.initializer.iter().all(|t| read.contains(t.name.as_str())), "unused initializers");
+
+        let want = m.forward(&x);
+        let ort = OnnxModel::load(&path).unwrap();
+        assert_quantized_parity(&format!("{name} PTQ (ORT basic)"), &ort.run(&x).unwrap()[0], &want);
+        // ORT's full optimizations fuse Q/DQ into integer kernels: reported, not asserted.
+        let fused = OnnxModel::load_with(&path, &OrtOptions { optimization: OrtOptimization::All, threads: None }).unwrap();
+        let d = compare(&fused.run(&x).unwrap()[0], &want);
+        println!(
+            "{name} PTQ (ORT all optimizations, int8 kernels): max |diff| {:.4e}; confident {}, score ok {}, box ok {}; max score diff {:.4}, max box diff {:.3} px",
+            d.max_abs, d.confident, d.score_ok, d.box_ok, d.max_score, d.max_box
+        );
+    }
+}
+
+#[test]
+fn dynamic_export_runs_at_two_sizes_and_batches() {
+    let m = fixture("gelan-c-mini");
+    let q = ptq("gelan-c-mini");
+    let dir = out_dir();
+    let fp_path = dir.path().join("fp_dyn.onnx");
+    let q_path = dir.path().join("ptq_dyn.onnx");
+    let o = ExportOptions { dynamic: true, ..opts((192, 256), 1) };
+    let rep = export(&m, &o, &fp_path).unwrap();
+    assert_eq!(rep.input.to_string(), "images (batch, 3, height, width) float32");
+    assert_eq!(rep.outputs[0].to_string(), "output0 (batch, 10, anchors) float32");
+    export(&q, &o, &q_path).unwrap();
+    onnx_full_check(&fp_path);
+    onnx_full_check(&q_path);
+    let fp = OnnxModel::load(&fp_path).unwrap();
+    let qo = OnnxModel::load(&q_path).unwrap();
+    assert!(fp.is_dynamic() && fp.batch().is_none());
+    tch::manual_seed(3);
+    let x = ref_input("gelan-c-mini");
+    for (b, h, w) in [(1, 192, 256), (4, 256, 320), (1, 320, 224), (4, 192, 256)] {
+        let input = if (b, h, w) == (1, 192, 256) { x.narrow(0, 0, 1) } else { Tensor::rand([b, 3, h, w], (Kind::Float, tch::Device::Cpu)) };
+        let a = (h / 8) * (w / 8) + (h / 16) * (w / 16) + (h / 32) * (w / 32);
+        let got = fp.run(&input).unwrap();
+        assert_eq!(got[0].size(), [b, 10, a]);
+        assert_fp_parity(&format!("FP dynamic b{b} {h}x{w}"), &got[0], &m.forward(&input));
+        let d = compare(&qo.run(&input).unwrap()[0], &q.forward(&input));
+        println!("PTQ dynamic b{b} {h}x{w}: max |diff| {:.4e}; confident {}, score ok {}, box ok {}", d.max_abs, d.confident, d.score_ok, d.box_ok);
+        let need = (d.confident as f64 * 0.999).ceil() as i64;
+        assert!(d.score_ok >= need && d.box_ok >= need, "PTQ dynamic b{b} {h}x{w}: parity below 99.9%");
+    }
+}
+
+#[test]
+fn end2end_trt_node_is_as_specified() {
+    let m = ptq("gelan-c-mini");
+    let dir = out_dir();
+    let path = dir.path().join("e2e.onnx");
+    let o = ExportOptions { end2end: Some(End2End::default()), ..opts((192, 256), 1) };
+    let rep = export(&m, &o, &path).unwrap();
+    println!("{rep}");
+    assert_eq!((rep.opset, rep.ir_version), (16, 8));
+    onnx_full_check(&path);
+    let proto = read_model(&path);
+    assert!(proto.opset_import.iter().any(|o| o.domain == "TRT" && o.version == 1));
+    assert!(proto.opset_import.iter().any(|o| o.domain.is_empty() && o.version == 16));
+    let g = proto.graph.as_ref().unwrap();
+    let nms: Vec<_> = g.node.iter().filter(|n| n.op_type == "EfficientNMS_TRT").collect();
+    assert_eq!(nms.len(), 1);
+    let n = nms[0];
+    assert_eq!(n.domain, "TRT");
+    assert_eq!(attr_i(n, "background_class"), Some(-1));
+    assert_eq!(attr_i(n, "box_coding"), Some(1));
+    assert_eq!(attr_f(n, "iou_threshold"), Some(0.45));
+    assert_eq!(attr_i(n, "max_output_boxes"), Some(100));
+    assert_eq!(attr_s(n, "plugin_version").as_deref(), Some("1"));
+    assert_eq!(attr_i(n, "score_activation"), Some(0));
+    assert_eq!(attr_f(n, "score_threshold"), Some(0.25));
+    assert_eq!(n.attribute.len(), 7, "no class_agnostic attribute unless asked");
+    assert_eq!(n.output, ["num_dets", "det_boxes", "det_scores", "det_classes"]);
+    let outs: Vec<String> = rep.outputs.iter().map(|o| o.to_string()).collect();
+    assert_eq!(outs, ["num_dets (batch, 1) int32", "det_boxes (batch, 100, 4) float32", "det_scores (batch, 100) float32", "det_classes (batch, 100) int32"]);
+    assert_eq!(rep.check.outputs, ["num_dets (batch, 1) int32", "det_boxes (batch, 100, 4) float32", "det_scores (batch, 100) float32", "det_classes (batch, 100) int32"]);
+    // NMS inputs: boxes (B, A, 4) and scores (B, A, nc) split from transposed output0.
+    let producer = |name: &str| g.node.iter().find(|p| p.output.iter().any(|o| o == name)).unwrap();
+    let split = producer(&n.input[0]);
+    assert_eq!(split.op_type, "Split");
+    assert_eq!(split.output, n.input);
+    assert_eq!(producer(&split.input[0]).op_type, "Transpose");
+    assert_eq!(rep.check.plugins.len(), 1);
+    // class-agnostic adds the attribute.
+    let o = ExportOptions { end2end: Some(End2End { class_agnostic: true, ..End2End::default() }), ..opts((192, 256), 1) };
+    export(&m, &o, &path).unwrap();
+    let proto = read_model(&path);
+    let n = proto.graph.node.iter().find(|n| n.op_type == "EfficientNMS_TRT").unwrap();
+    assert_eq!(attr_i(n, "class_agnostic"), Some(1));
+}
+
+/// Reference multi-label NMS on one image's output0 (4+nc, A): candidates with score > conf,
+/// per-class greedy suppression at IoU > iou, top `k` by score. Returns (box xyxy, score, class).
+fn reference_nms(out: &Tensor, conf: f32, iou: f32, k: usize, agnostic: bool) -> Vec<([f32; 4], f32, i64)> {
+    let out = Vec::<Vec<f32>>::try_from(out).unwrap();
+    let (nc, a) = (out.len() - 4, out[0].len());
+    let mut cands = Vec::new();
+    for j in 0..a {
+        let b = [out[0][j] - out[2][j] / 2.0, out[1][j] - out[3][j] / 2.0, out[0][j] + out[2][j] / 2.0, out[1][j] + out[3][j] / 2.0];
+        if agnostic {
+            let (c, s) = (0..nc).map(|c| (c, out[4 + c][j])).fold((0, f32::MIN), |m, x| if x.1 > m.1 { x } else { m });
+            if s > conf {
+                cands.push((b, s, c as i64));
+            }
+        } else {
+            for c in 0..nc {
+                if out[4 + c][j] > conf {
+                    cands.push((b, out[4 + c][j], c as i64));
+                }
+            }
+        }
+    }
+    cands.sort_by(|x, y| y.1.partial_cmp(&x.1).unwrap());
+    let area = |b: &[f32; 4]| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+    let iou_of = |p: &[f32; 4], q: &[f32; 4]| {
+        let inter = (p[2].min(q[2]) - p[0].max(q[0])).max(0.0) * (p[3].min(q[3]) - p[1].max(q[1])).max(0.0);
+        inter / (area(p) + area(q) - inter)
+    };
+    let mut keep: Vec<([f32; 4], f32, i64)> = Vec::new();
+    for c in cands {
+        if keep.iter().any(|kk| (agnostic || kk.2 == c.2) && iou_of(&kk.0, &c.0) > iou) {
+            continue;
+        }
+        keep.push(c);
+    }
+    keep.truncate(k);
+    keep
+}
+
+#[test]
+fn end2end_onnx_nms_runs_in_ort_and_matches_reference_nms() {
+    let m = fixture("yolov9-t-shapes-converted");
+    let x = ref_input("yolov9-t-shapes-converted");
+    let want_out = m.forward(&x);
+    let dir = out_dir();
+    for agnostic in [false, true] {
+        let e = End2End { nms: Nms::Onnx, class_agnostic: agnostic, topk_all: 50, ..End2End::default() };
+        let path = dir.path().join(format!("e2e_onnx_{agnostic}.onnx"));
+        let o = ExportOptions { end2end: Some(e.clone()), ..opts((192, 256), 1) };
+        let rep = export(&m, &o, &path).unwrap();
+        assert!(rep.check.plugins.is_empty());
+        onnx_full_check(&path);
+        let ort = OnnxModel::load(&path).unwrap();
+        assert_eq!(ort.output_names, ["num_dets", "det_boxes", "det_scores", "det_classes"]);
+        let got = ort.run(&x).unwrap();
+        assert_eq!(got[0].size(), [2, 1]);
+        assert_eq!(got[0].kind(), Kind::Int);
+        assert_eq!(got[1].size(), [2, 50, 4]);
+        assert_eq!(got[2].size(), [2, 50]);
+        assert_eq!(got[3].kind(), Kind::Int);
+        for b in 0..2 {
+            let want = reference_nms(&want_out.get(b), e.conf_thres as f32, e.iou_thres as f32, e.topk_all as usize, agnostic);
+            let n = got[0].int64_value(&[b, 0]) as usize;
+            println!("agnostic={agnostic} image {b}: {n} detections (reference {})", want.len());
+            assert_eq!(n, want.len(), "image {b}: detection count");
+            for (i, (wb, ws, wc)) in want.iter().enumerate() {
+                let i = i as i64;
+                assert!((got[2].double_value(&[b, i]) - *ws as f64).abs() < 1e-4, "image {b} det {i}: score");
+                assert_eq!(got[3].int64_value(&[b, i]), *wc, "image {b} det {i}: class");
+                for c in 0..4 {
+                    assert!((got[1].double_value(&[b, i, c as i64]) - wb[c] as f64).abs() < 1e-2, "image {b} det {i}: box");
+                }
+            }
+            // Padding is zero.
+            if n < 50 {
+                assert_eq!(got[2].get(b).narrow(0, n as i64, 50 - n as i64).abs().sum(Kind::Float).double_value(&[]), 0.0);
+            }
+        }
+        // Sane: the trained model finds shapes in the letterboxed image.
+        assert!(got[0].int64_value(&[0, 0]) >= 1, "no detections on the shapes image");
+        // And batch 3 runs (dynamic batch).
+        let x3 = Tensor::cat(&[x.shallow_clone(), x.narrow(0, 0, 1)], 0);
+        let got3 = ort.run(&x3).unwrap();
+        assert_eq!(got3[0].size(), [3, 1]);
+        assert_eq!(got3[0].int64_value(&[2, 0]), got[0].int64_value(&[0, 0]));
+    }
+}
+
+#[test]
+fn check_rejects_a_hand_broken_model() {
+    let m = ptq("gelan-c-mini");
+    let dir = out_dir();
+    let path = dir.path().join("ok.onnx");
+    export(&m, &opts((192, 256), 1), &path).unwrap();
+    assert!(check_file(&path).is_ok());
+    let good = read_model(&path);
+
+    // A zero activation scale.
+    let mut bad = good.clone();
+    let g = bad.graph.as_mut().unwrap();
+    let q = g.node.iter().find(|n| n.op_type == "QuantizeLinear" && !n.input[1].contains("weight")).unwrap().input[1].clone();
+    let t = g.initializer.iter_mut().find(|t| t.name == q).unwrap();
+    t.raw_data = 0f32.to_le_bytes().to_vec();
+    let bad_path = dir.path().join("zero_scale.onnx");
+    std::fs::write(&bad_path, bad.write_to_bytes().unwrap()).unwrap();
+    let err = check_file(&bad_path).unwrap_err().to_string();
+    println!("zero scale: {err}");
+    assert!(err.contains("zero_scale.onnx") && err.contains("scale") && err.contains("> 0") && !err.contains('\n'));
+
+    // A non-zero zero point.
+    let mut bad = good.clone();
+    let g = bad.graph.as_mut().unwrap();
+    let t = g.initializer.iter_mut().find(|t| t.data_type == 3 && t.dims.is_empty()).unwrap();
+    t.raw_data = vec![3u8];
+    let err = check_model(&bad).unwrap_err().to_string();
+    println!("zero point: {err}");
+    assert!(err.contains("zero point") && err.contains("not 0"));
+
+    // A weight scale of the wrong length.
+    let mut bad = good.clone();
+    let g = bad.graph.as_mut().unwrap();
+    let wq = g.node.iter().find(|n| n.op_type == "QuantizeLinear" && n.input[1].contains("weight")).unwrap().clone();
+    let s = g.initializer.iter_mut().find(|t| t.name == wq.input[1]).unwrap();
+    s.dims = vec![2];
+    s.raw_data.truncate(8);
+    let z = g.initializer.iter().find(|t| t.name == wq.input[2]).unwrap().clone();
+    let mut z2 = z;
+    z2.name = "zp2".into();
+    z2.dims = vec![2];
+    z2.raw_data = vec![0, 0];
+    g.initializer.push(z2);
+    for n in g.node.iter_mut().filter(|n| n.input.get(1) == Some(&wq.input[1])) {
+        n.input[2] = "zp2".into();
+    }
+    let err = check_model(&bad).unwrap_err().to_string();
+    println!("weight scale: {err}");
+    assert!(err.contains("weight scale has 2 values"));
+
+    // Q/DQ on a bias.
+    let mut bad = good.clone();
+    let g = bad.graph.as_mut().unwrap();
+    let conv = g.node.iter().position(|n| n.op_type == "Conv" && n.input.len() == 3).unwrap();
+    let bias = g.node[conv].input[2].clone();
+    let (s, z) = {
+        let q = g.node.iter().find(|n| n.op_type == "QuantizeLinear" && !n.input[1].contains("weight")).unwrap();
+        (q.input[1].clone(), q.input[2].clone())
+    };
+    let mk = |op: &str, i: &str, o: &str| onnx_protobuf::NodeProto { op_type: op.into(), name: o.into(), input: vec![i.into(), s.clone(), z.clone()], output: vec![o.into()], ..Default::default() };
+    g.node.insert(conv, mk("DequantizeLinear", "bias_q", "bias_dq"));
+    g.node.insert(conv, mk("QuantizeLinear", &bias, "bias_q"));
+    g.node[conv + 2].input[2] = "bias_dq".into();
+    let err = check_model(&bad).unwrap_err().to_string();
+    println!("bias: {err}");
+    assert!(err.contains("bias"));
+
+    // An op TensorRT does not parse.
+    let mut bad = good;
+    bad.graph.as_mut().unwrap().node[0].op_type = "ConvInteger".into();
+    let err = check_model(&bad).unwrap_err().to_string();
+    assert!(err.contains("ConvInteger") && err.contains("not supported"));
+}
+
+#[test]
+fn missing_onnxruntime_is_a_clear_error() {
+    // Run in a child so that this process's ONNX Runtime stays loadable for the other tests.
+    if std::env::var_os("YOLO_QAT_ORT_MISSING_CHILD").is_some() {
+        let err = yolo_qat::export::ort::library_path().unwrap_err().to_string();
+        assert!(err.contains("ONNX Runtime library not found") && err.contains("/nowhere/venv/lib"), "{err}");
+        assert!(!err.contains('\n'));
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let st = Command::new(exe)
+        .args(["--exact", "missing_onnxruntime_is_a_clear_error", "--nocapture"])
+        .env("YOLO_QAT_ORT_MISSING_CHILD", "1")
+        .env("YOLO_QAT_HOME", "/nowhere")
+        .env_remove("ORT_DYLIB_PATH")
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
