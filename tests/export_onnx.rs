@@ -80,14 +80,15 @@ struct Diff {
     max_box: f64,
 }
 
-/// Per (image, anchor) with max class score > 0.25 in the reference: scores within 0.02, boxes within 1 px.
-fn compare(ours: &Tensor, want: &Tensor) -> Diff {
+/// Per (image, anchor) with max class score > `floor` in the reference (0.25; below 0 for all
+/// anchors, for random-weight models that score nothing high): scores within 0.02, boxes within 1 px.
+fn compare(ours: &Tensor, want: &Tensor, floor: f64) -> Diff {
     assert_eq!(ours.size(), want.size());
     let d = (ours - want).abs();
     let max_abs = d.max().double_value(&[]);
     let rel = max_abs / want.abs().max().double_value(&[]);
     let (box_d, score_d) = (d.narrow(1, 0, 4), d.narrow(1, 4, want.size()[1] - 4));
-    let conf = want.narrow(1, 4, want.size()[1] - 4).amax([1], false).gt(0.25); // (B, A)
+    let conf = want.narrow(1, 4, want.size()[1] - 4).amax([1], false).gt(floor); // (B, A)
     let score_err = score_d.amax([1], false); // (B, A)
     let box_err = box_d.amax([1], false);
     let count = |t: &Tensor| t.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
@@ -103,10 +104,19 @@ fn compare(ours: &Tensor, want: &Tensor) -> Diff {
     }
 }
 
-fn assert_quantized_parity(what: &str, ours: &Tensor, want: &Tensor) {
-    let d = compare(ours, want);
+/// Which anchors a quantized comparison looks at: score > 0.25 on the trained fixture, all on random weights.
+fn floor_for(name: &str) -> f64 {
+    if name.contains("shapes") {
+        0.25
+    } else {
+        -1.0
+    }
+}
+
+fn assert_quantized_parity(what: &str, ours: &Tensor, want: &Tensor, floor: f64) {
+    let d = compare(ours, want, floor);
     println!(
-        "{what}: max |diff| {:.4e} (rel {:.3e}); anchors with score > 0.25: {}, score within 0.02: {}, box within 1 px: {}; max score diff {:.4}, max box diff {:.4} px",
+        "{what}: max |diff| {:.4e} (rel {:.3e}); anchors with score > {floor}: {}, score within 0.02: {}, box within 1 px: {}; max score diff {:.4}, max box diff {:.4} px",
         d.max_abs, d.rel, d.confident, d.score_ok, d.box_ok, d.max_score, d.max_box
     );
     assert!(d.confident > 0, "{what}: no confident anchors to compare");
@@ -115,7 +125,7 @@ fn assert_quantized_parity(what: &str, ours: &Tensor, want: &Tensor) {
 }
 
 fn assert_fp_parity(what: &str, ours: &Tensor, want: &Tensor) {
-    let d = compare(ours, want);
+    let d = compare(ours, want, -1.0);
     println!("{what}: max |diff| {:.4e}, relative to max |ref| {:.3e}", d.max_abs, d.rel);
     assert!(d.rel <= 1e-3, "{what}: relative error {:.3e} > 1e-3", d.rel);
 }
@@ -188,10 +198,10 @@ fn ptq_export_is_qdq_and_matches_fake_quant() {
 
         let want = m.forward(&x);
         let ort = OnnxModel::load(&path).unwrap();
-        assert_quantized_parity(&format!("{name} PTQ (ORT basic)"), &ort.run(&x).unwrap()[0], &want);
+        assert_quantized_parity(&format!("{name} PTQ (ORT basic)"), &ort.run(&x).unwrap()[0], &want, floor_for(name));
         // ORT's full optimizations fuse Q/DQ into integer kernels: reported, not asserted.
         let fused = OnnxModel::load_with(&path, &OrtOptions { optimization: OrtOptimization::All, threads: None }).unwrap();
-        let d = compare(&fused.run(&x).unwrap()[0], &want);
+        let d = compare(&fused.run(&x).unwrap()[0], &want, floor_for(name));
         println!(
             "{name} PTQ (ORT all optimizations, int8 kernels): max |diff| {:.4e}; confident {}, score ok {}, box ok {}; max score diff {:.4}, max box diff {:.3} px",
             d.max_abs, d.confident, d.score_ok, d.box_ok, d.max_score, d.max_box
@@ -224,10 +234,7 @@ fn dynamic_export_runs_at_two_sizes_and_batches() {
         let got = fp.run(&input).unwrap();
         assert_eq!(got[0].size(), [b, 10, a]);
         assert_fp_parity(&format!("FP dynamic b{b} {h}x{w}"), &got[0], &m.forward(&input));
-        let d = compare(&qo.run(&input).unwrap()[0], &q.forward(&input));
-        println!("PTQ dynamic b{b} {h}x{w}: max |diff| {:.4e}; confident {}, score ok {}, box ok {}", d.max_abs, d.confident, d.score_ok, d.box_ok);
-        let need = (d.confident as f64 * 0.999).ceil() as i64;
-        assert!(d.score_ok >= need && d.box_ok >= need, "PTQ dynamic b{b} {h}x{w}: parity below 99.9%");
+        assert_quantized_parity(&format!("PTQ dynamic b{b} {h}x{w}"), &qo.run(&input).unwrap()[0], &q.forward(&input), -1.0);
     }
 }
 

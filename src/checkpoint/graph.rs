@@ -95,10 +95,15 @@ impl Graph {
 
     /// Copies the graph under `root` into an owned tree.
     pub fn to_value(&self, root: Id) -> Result<Value, ErrorKind> {
+        self.to_value_within(root, MAX_TREE_COST)
+    }
+
+    fn to_value_within(&self, root: Id, max_cost: u64) -> Result<Value, ErrorKind> {
         let mut builder = TreeBuilder {
             graph: self,
             on_path: vec![false; self.nodes.len()],
             cost: 0,
+            max_cost,
         };
         builder.build(root, 0)
     }
@@ -108,6 +113,7 @@ struct TreeBuilder<'a> {
     graph: &'a Graph,
     on_path: Vec<bool>,
     cost: u64,
+    max_cost: u64,
 }
 
 impl TreeBuilder<'_> {
@@ -136,7 +142,7 @@ impl TreeBuilder<'_> {
             _ => 0,
         };
         self.cost += 1 + payload as u64 / 32;
-        if self.cost > MAX_TREE_COST {
+        if self.cost > self.max_cost {
             return Err(graph_error("expands to too many objects".into()));
         }
         Ok(())
@@ -238,4 +244,35 @@ impl HashKey {
 
 fn graph_error(msg: String) -> ErrorKind {
     ErrorKind::PickleGraph(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_sharing_is_capped() {
+        // x = []; then 60 times: x = [x, x]
+        let mut graph = Graph::default();
+        let mut x = graph.add(Node::List(vec![]));
+        for _ in 0..60 {
+            x = graph.add(Node::List(vec![x, x]));
+        }
+        let err = graph.to_value_within(x, 10_000).unwrap_err();
+        assert!(err.to_string().contains("too many objects"), "{err}");
+    }
+
+    #[test]
+    fn shared_nodes_are_copied_and_duplicate_keys_merged() {
+        let mut graph = Graph::default();
+        let k = graph.add(Node::Str("k".into()));
+        let (one, two) = (graph.add(Node::Int(1)), graph.add(Node::Int(2)));
+        let d = graph.add(Node::Dict(vec![(k, one), (k, two)]));
+        let root = graph.add(Node::Tuple(vec![d, d]));
+        let dict = Value::Dict(vec![(Value::Str("k".into()), Value::Int(2))]);
+        assert_eq!(
+            graph.to_value(root).unwrap(),
+            Value::Tuple(vec![dict.clone(), dict])
+        );
+    }
 }

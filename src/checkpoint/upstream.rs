@@ -228,3 +228,62 @@ fn join(path: &str, name: &str) -> String {
 fn model_error(msg: impl Into<String>) -> ErrorKind {
     ErrorKind::Model(msg.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::tensor::DType;
+    use super::*;
+
+    fn s(text: &str) -> Value {
+        Value::Str(text.into())
+    }
+
+    fn detection_model(name: &str) -> Value {
+        let stride = RawTensor {
+            dtype: DType::F32,
+            shape: vec![1],
+            data: 8f32.to_le_bytes().to_vec(),
+        };
+        let state = Value::Dict(vec![
+            (s("yaml"), Value::Dict(vec![(s("nc"), Value::Int(1))])),
+            (s("names"), Value::List(vec![s(name)])),
+            (s("stride"), Value::Tensor(Arc::new(stride))),
+            (s("_modules"), Value::Dict(vec![])),
+        ]);
+        Value::Object(Box::new(Object {
+            class: DETECTION_MODEL.into(),
+            args: vec![],
+            state: Some(state),
+        }))
+    }
+
+    #[test]
+    fn ema_is_preferred_unless_none() {
+        let both = Value::Dict(vec![
+            (s("model"), detection_model("model")),
+            (s("ema"), detection_model("ema")),
+        ]);
+        assert_eq!(from_checkpoint(&both).unwrap().names, ["ema"]);
+        let no_ema = Value::Dict(vec![
+            (s("model"), detection_model("model")),
+            (s("ema"), Value::None),
+        ]);
+        let m = from_checkpoint(&no_ema).unwrap();
+        assert_eq!(
+            (m.names, m.nc, m.stride),
+            (vec!["model".to_string()], 1, vec![8.0])
+        );
+    }
+
+    #[test]
+    fn other_objects_are_not_yolo() {
+        let top = Value::Dict(vec![(s("model"), s("weights"))]);
+        assert!(matches!(from_checkpoint(&top), Err(ErrorKind::NotYolo)));
+        assert!(matches!(
+            from_checkpoint(&Value::None),
+            Err(ErrorKind::NotYolo)
+        ));
+    }
+}

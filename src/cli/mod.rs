@@ -8,6 +8,7 @@ mod info;
 mod onnx_eval;
 mod quantize;
 mod reparameterize;
+mod sensitive;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     Eval(eval::Args),
     /// PTQ calibration then QAT finetuning, evaluating and saving after each stage.
     Quantize(quantize::Args),
+    /// Per-layer sensitivity to INT8: PTQ AP with each layer alone kept in floating point.
+    Sensitive(sensitive::Args),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -43,6 +46,7 @@ pub fn main() -> i32 {
         Command::Forward(a) => forward::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Sensitive(a) => sensitive::run(a),
     };
     match result {
         Ok(()) => 0,

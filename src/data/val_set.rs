@@ -129,6 +129,22 @@ impl ValSet {
         self.entries.len()
     }
 
+    /// Keeps the first `n` images in file order (`--num-image`), batches recomputed.
+    pub fn limit(mut self, n: usize) -> ValSet {
+        if n >= self.entries.len() {
+            return self;
+        }
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.entries.truncate(n.max(1));
+        self.batch_shapes = if self.options.rect {
+            self.entries.sort_by(|a, b| aspect(a).total_cmp(&aspect(b)));
+            rect_shapes(&self.entries, &self.options)
+        } else {
+            vec![(self.options.imgsz, self.options.imgsz); self.entries.len().div_ceil(self.options.batch_size)]
+        };
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -143,20 +143,21 @@ mod tests {
     }
 
     #[test]
-    fn mse_keeps_all_mass_in_range_when_it_is_uniform() {
-        // Uniform mass over 2048 bins: clipping costs more than rounding, so amax is the last centre.
-        let h = hist(&vec![1.0; 2048], 1.0);
-        assert_eq!(mse(&h), 2047.5);
+    fn mse_matches_the_reference_formula_on_hand_made_histograms() {
+        // Expected values from a direct transcription of pytorch-quantization's
+        // _compute_amax_mse (one candidate at a time, numpy/torch float64).
+        assert_eq!(mse(&hist(&vec![1.0; 2048], 1.0)), 2039.5);
+        let ramp: Vec<f64> = (0..2048).map(|i| if i < 300 { 300.0 - i as f64 } else { 0.0 }).collect();
+        assert_eq!(mse(&hist(&ramp, 0.5)), 146.25);
     }
 
     #[test]
     fn mse_ignores_a_far_outlier_bin() {
         // Mass in the first 200 bins and a single count at the top: amax lands near 200, not 2048.
         let mut c = vec![0.0; 2048];
-        c[..200].iter_mut().for_each(|x| *x = 1000.0);
+        c[..200].iter_mut().for_each(|x| *x = 1e6);
         c[2047] = 1.0;
-        let a = mse(&hist(&c, 1.0));
-        assert!((150.0..=260.0).contains(&a), "amax {a}");
+        assert_eq!(mse(&hist(&c, 1.0)), 199.5);
     }
 
     #[test]

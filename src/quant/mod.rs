@@ -7,6 +7,7 @@ pub mod histogram;
 pub mod optimizer;
 pub mod placement;
 pub mod qat;
+pub mod sensitivity;
 pub mod quantizer;
 pub mod state;
 pub mod tying;

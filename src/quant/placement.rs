@@ -60,5 +60,6 @@ pub fn place(graph: &mut Graph) -> QuantTable {
             _ => {}
         }
     }
+    table.refresh();
     table
 }

@@ -2,7 +2,7 @@
 //! forward pass calibrate them or fake-quantize through them.
 
 use super::calib_method::{compute_amax, CalibMethod};
-use super::fake_quant::{fake_quant, per_channel_view};
+use super::fake_quant::QParams;
 use super::histogram::{collect, Histogram};
 use crate::model::forward::QuantHook;
 use crate::model::graph::QuantId;
@@ -16,13 +16,15 @@ pub struct Quantizer {
     pub amax: Option<Tensor>,
     pub hist: Option<Histogram>,
     pub max_seen: f64,
+    /// Derived from `amax` by [`QuantTable::refresh`]; what the forward pass uses.
+    pub params: Option<QParams>,
     /// Where it was first placed, e.g. `model.3.cv1 input` (for logs and reports).
     pub label: String,
 }
 
 impl Quantizer {
     pub fn new(per_channel: bool, label: String) -> Self {
-        Quantizer { per_channel, amax: None, hist: None, max_seen: 0.0, label }
+        Quantizer { per_channel, amax: None, hist: None, max_seen: 0.0, params: None, label }
     }
 
     pub fn amax_f64(&self) -> Option<f64> {
@@ -35,6 +37,7 @@ impl Quantizer {
             amax: self.amax.as_ref().map(Tensor::copy),
             hist: self.hist.as_ref().map(Histogram::deep_clone),
             max_seen: self.max_seen,
+            params: None,
             label: self.label.clone(),
         }
     }
@@ -72,17 +75,28 @@ impl QuantTable {
             }
             q.hist = None;
         }
+        self.refresh();
         missing
+    }
+
+    /// Recomputes every quantizer's forward parameters from its amax.
+    pub fn refresh(&mut self) {
+        for q in &mut self.quantizers {
+            q.params = q.amax.as_ref().map(|a| if q.per_channel { QParams::per_channel(a) } else { QParams::per_tensor(a.double_value(&[])) });
+        }
     }
 
     pub fn to_device(&mut self, device: tch::Device) {
         for q in &mut self.quantizers {
             q.amax = q.amax.as_ref().map(|a| a.to_device(device));
         }
+        self.refresh();
     }
 
     pub fn deep_clone(&self) -> QuantTable {
-        QuantTable { quantizers: self.quantizers.iter().map(Quantizer::deep_clone).collect() }
+        let mut t = QuantTable { quantizers: self.quantizers.iter().map(Quantizer::deep_clone).collect() };
+        t.refresh();
+        t
     }
 }
 
@@ -91,16 +105,13 @@ pub struct FakeQuant<'a>(pub &'a QuantTable);
 
 impl QuantHook for FakeQuant<'_> {
     fn activation(&mut self, q: QuantId, x: &Tensor) -> Tensor {
-        match &self.0.quantizers[q].amax {
-            Some(a) => fake_quant(x, a),
+        match &self.0.quantizers[q].params {
+            Some(p) => p.apply(x),
             None => x.shallow_clone(),
         }
     }
     fn weight(&mut self, q: QuantId, w: &Tensor) -> Tensor {
-        match &self.0.quantizers[q].amax {
-            Some(a) => fake_quant(w, &per_channel_view(a)),
-            None => w.shallow_clone(),
-        }
+        self.activation(q, w)
     }
 }
 

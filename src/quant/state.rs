@@ -110,6 +110,7 @@ pub fn from_meta(graph: &mut Graph, meta: &QuantMeta, tensors: &BTreeMap<String,
             }
         }
     }
+    table.refresh();
     let groups = meta.ties.iter().map(|m| TieGroup { quant: 0, members: m.clone() }).collect();
     Ok(QuantState { table, groups, calib_method: meta.calib_method.clone(), skip_layers: meta.skip_layers.clone() })
 }

@@ -1,0 +1,88 @@
+//! `yolo-qat sensitive`: which layers lose accuracy under INT8.
+
+use super::common::{eval_set, train_loader};
+use super::parse_device;
+use super::quantize::batch_tensor;
+use crate::checkpoint::load::load;
+use crate::data::config::DataConfig;
+use crate::data::hyp::Hyp;
+use crate::eval::validate::{evaluate, EvalOptions};
+use crate::quant::calibrate::{calibrate, prepare};
+use crate::quant::sensitivity::analyze;
+use crate::quant::CalibMethod;
+use crate::util::{increment_dir, write_atomic};
+use anyhow::{anyhow, bail, Result};
+use std::path::PathBuf;
+use tch::Kind;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    weights: PathBuf,
+    #[arg(long, default_value = "cuda:0")]
+    device: String,
+    #[arg(long, default_value = "data/coco.yaml")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    #[arg(long, visible_aliases = ["img", "img-size"], default_value_t = 640)]
+    imgsz: usize,
+    #[arg(long, default_value = "configs/hyp.scratch-high.yaml")]
+    hyp: PathBuf,
+    #[arg(long, default_value = "runs/qat_sentive")]
+    project: PathBuf,
+    #[arg(long, default_value = "exp")]
+    name: String,
+    #[arg(long)]
+    exist_ok: bool,
+    /// Evaluate on the first N val images only.
+    #[arg(long)]
+    num_image: Option<usize>,
+    #[arg(long, default_value_t = 26)]
+    calib_batches: usize,
+    #[arg(long, default_value = "mse")]
+    calib_method: String,
+    #[arg(long, default_value_t = 57)]
+    seed: u64,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let method = CalibMethod::parse(&a.calib_method)?;
+    let mut model = load(&a.weights)?;
+    if model.is_quantized() {
+        bail!("{}: already quantized; sensitivity analysis starts from the FP model", a.weights.display());
+    }
+    let data = DataConfig::load(&a.data)?;
+    if data.nc() != model.graph.nc {
+        bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
+    }
+    let hyp = Hyp::load(&a.hyp).map_err(|e| anyhow!("{}: {e:#}", a.hyp.display()))?;
+    let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
+    let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
+    let mut val = eval_set(&data, a.imgsz, a.batch_size)?;
+    if let Some(n) = a.num_image {
+        val = val.limit(n);
+    }
+    model.to(device, Kind::Float);
+    prepare(&mut model, &[], method)?;
+    let batches = loader.iter_forever(0).take(a.calib_batches).map(|b| batch_tensor(&b.images, b.batch, b.size, b.size, device));
+    calibrate(&mut model, batches, method)?;
+    let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device);
+    opts.progress = false;
+    let result = analyze(&mut model, |m, name| {
+        let r = evaluate(m, &val, &opts)?;
+        println!("{name:<10} AP {:.4}  AP50 {:.4}", r.map, r.map50);
+        Ok((r.map, r.map50))
+    })?;
+    write_atomic(&dir.join("summary-sensitive-analysis.json"), serde_json::to_string_pretty(&result.seed_summary())?.as_bytes())?;
+    write_atomic(&dir.join("sensitivity.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+    println!("\nLayers ranked by AP gain when kept in floating point (PTQ AP {:.4}):", result.ptq_map);
+    println!("{:<4} {:<10} {:>8} {:>8} {:>9}", "rank", "layer", "AP", "AP50", "gain");
+    for (i, l) in result.ranked().iter().enumerate() {
+        println!("{:<4} {:<10} {:>8.4} {:>8.4} {:>+9.4}", i + 1, l.layer, l.map, l.map50, l.gain);
+    }
+    println!("results saved to {}", dir.display());
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! PTQ/QAT on the CPU: placement and ties on gelan-c-mini, calibration, a short
+//! QAT run that lowers the loss, and the sensitivity sweep's bookkeeping.
+
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+use yolo_qat::checkpoint::load::load;
+use yolo_qat::data::config::DataConfig;
+use yolo_qat::data::hyp::Hyp;
+use yolo_qat::data::train_loader::TrainLoader;
+use yolo_qat::data::val_set::{ValSet, ValSetOptions};
+use yolo_qat::eval::validate::{evaluate, EvalOptions};
+use yolo_qat::model::detector::Detector;
+use yolo_qat::model::graph::Op;
+use yolo_qat::quant::calibrate::{calibrate, prepare};
+use yolo_qat::quant::qat::Qat;
+use yolo_qat::quant::sensitivity::analyze;
+use yolo_qat::quant::CalibMethod;
+
+const MINI: &str = "../shared/fixtures/gelan-c-mini.pt";
+const TRAINED: &str = "../shared/fixtures/yolov9-t-shapes-converted.pt";
+const DATA: &str = "../shared/data/shapes-mini/shapes.yaml";
+
+fn loader(imgsz: usize, batch: usize) -> TrainLoader {
+    let data = DataConfig::load(Path::new(DATA)).unwrap();
+    let set = ValSet::load(&data.train, 6, ValSetOptions { imgsz, batch_size: batch, rect: false, ..Default::default() }).unwrap();
+    let samples = set.entries.into_iter().map(|e| (e.path, e.rows.iter().map(|r| (r.class, r.xywhn)).collect())).collect();
+    TrainLoader::new(samples, imgsz, batch, Hyp::scratch_high(), 57, 1)
+}
+
+fn batches(l: &TrainLoader, n: usize) -> impl Iterator<Item = Tensor> + '_ {
+    l.iter_forever(0).take(n).map(|b| Tensor::from_slice(&b.images).view([b.batch as i64, 3, b.size as i64, b.size as i64]).to_kind(Kind::Float) / 255.0)
+}
+
+fn quantized(path: &str, imgsz: usize) -> Detector {
+    let mut m = load(Path::new(path)).unwrap();
+    prepare(&mut m, &[], CalibMethod::Mse).unwrap();
+    let l = loader(imgsz, 4);
+    assert_eq!(calibrate(&mut m, batches(&l, 2), CalibMethod::Mse).unwrap(), 0, "every quantizer saw data");
+    m
+}
+
+#[test]
+fn placement_and_ties_on_gelan_c_mini() {
+    let mut m = load(Path::new(MINI)).unwrap();
+    let convs = m.graph.convs().count();
+    let ties = prepare(&mut m, &[], CalibMethod::Mse).unwrap();
+    let q = m.quant.as_ref().unwrap();
+    // Every conv: a per-channel weight quantizer and an input quantizer.
+    for n in &m.graph.nodes {
+        if let Op::Conv(_) = n.op {
+            let w = n.quant.weight.expect("weight slot");
+            assert!(q.table.quantizers[w.quant].per_channel, "{}", n.name);
+            assert!(n.quant.inputs[0].is_some(), "{} input", n.name);
+        }
+    }
+    let weights = q.table.quantizers.iter().filter(|x| x.per_channel).count();
+    assert_eq!(weights, convs);
+    // 302 placed, 45 merged by 13 junction ties (one per RepNCSPELAN4 concat, SPPELAN, and the 4 neck concats).
+    assert_eq!(q.table.len(), 257);
+    assert_eq!(ties.len(), 13);
+    let spp = q.groups.iter().find(|g| g.members.iter().any(|s| s.starts_with("model.9.cv2.m"))).expect("SPPELAN tied");
+    for member in ["model.9.cv2.m input", "model.9.cv3.m input", "model.9.cv4.m input", "model.9.cv5 input"] {
+        assert!(spp.members.iter().any(|s| s == member), "{member} in {:?}", spp.members);
+    }
+    // Residual adds read through their bottleneck's cv1 input quantizer.
+    let by_name = |name: &str| m.graph.nodes.iter().find(|n| n.name == name).unwrap();
+    let add = by_name("model.2.cv2.0.m.0.add");
+    let cv1 = by_name("model.2.cv2.0.m.0.cv1");
+    assert_eq!(add.quant.inputs[0].unwrap().quant, cv1.quant.inputs[0].unwrap().quant);
+    assert_eq!(add.quant.inputs[1].unwrap().quant, cv1.quant.inputs[0].unwrap().quant);
+    // ADown: the avg-pool output quantizer is cv1's input quantizer.
+    let pool = by_name("model.3.avg_pool");
+    assert_eq!(pool.quant.output.unwrap().quant, by_name("model.3.cv1").quant.inputs[0].unwrap().quant);
+}
+
+#[test]
+fn calibrated_model_round_trips_through_our_checkpoint() {
+    let m = quantized(MINI, 128);
+    let x = Tensor::rand([1, 3, 96, 128], (Kind::Float, Device::Cpu));
+    let y = m.forward(&x);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ptq.safetensors");
+    m.save(&path, serde_json::json!({})).unwrap();
+    let back = load(&path).unwrap();
+    assert!(back.is_quantized());
+    let y2 = back.forward(&x);
+    assert_eq!(f64::try_from((y - y2).abs().max()).unwrap(), 0.0);
+}
+
+#[test]
+fn two_qat_steps_lower_the_loss() {
+    let mut m = quantized(TRAINED, 160);
+    let l = loader(160, 4);
+    let x = batches(&l, 3).last().unwrap();
+    let mut qat = Qat::new(&mut m, 1, false);
+    let first = qat.step(&m, &x, 1e-4);
+    qat.step(&m, &x, 1e-4);
+    let third = qat.step(&m, &x, 1e-4);
+    assert!(first > 0.0, "fake quantization changes the layer outputs");
+    assert!(third < first, "loss {first} -> {third}");
+}
+
+#[test]
+fn sensitivity_switches_one_layer_at_a_time_and_restores_ptq() {
+    let mut m = quantized(MINI, 128);
+    let data = DataConfig::load(Path::new(DATA)).unwrap();
+    let val = ValSet::load(&data.val, 6, ValSetOptions { imgsz: 128, batch_size: 16, ..Default::default() }).unwrap();
+    let mut opts = EvalOptions::new(128, 16, Device::Cpu);
+    opts.progress = false;
+    let before: Vec<bool> = m.graph.nodes.iter().flat_map(|n| n.quant.all().map(|s| s.enabled).collect::<Vec<_>>()).collect();
+    let mut calls = Vec::new();
+    let s = analyze(&mut m, |model, name| {
+        let off: Vec<usize> = model.graph.nodes.iter().filter(|n| n.quant.all().any(|s| !s.enabled)).map(|n| n.layer).collect();
+        calls.push((name.to_string(), off));
+        let r = evaluate(model, &val, &opts)?;
+        Ok((r.map, r.map50))
+    })
+    .unwrap();
+    let quantized_layers = 23; // every layer of gelan-c-mini holds quantizers (concat/upsample inputs included)
+    assert_eq!(s.layers.len(), quantized_layers);
+    assert_eq!(calls[0], ("PTQ".to_string(), vec![]));
+    for (name, off) in &calls[1..] {
+        let layer: usize = name.trim_start_matches("model.").parse().unwrap();
+        assert!(!off.is_empty() && off.iter().all(|&l| l == layer), "{name}: disabled in layers {off:?}");
+    }
+    let after: Vec<bool> = m.graph.nodes.iter().flat_map(|n| n.quant.all().map(|s| s.enabled).collect::<Vec<_>>()).collect();
+    assert_eq!(before, after, "nothing left disabled");
+    let again = evaluate(&m, &val, &opts).unwrap();
+    assert_eq!(again.map, s.ptq_map, "PTQ reproduced after the sweep");
+    let summary = s.seed_summary();
+    assert_eq!(summary[0][1], "PTQ");
+    assert_eq!(summary.as_array().unwrap().len(), quantized_layers + 1);
+}
