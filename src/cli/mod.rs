@@ -1,5 +1,6 @@
 //! The command line: thin wrappers over the library, one file per command.
 
+mod bench;
 mod common;
 mod device;
 mod eval;
@@ -35,6 +36,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Per-layer sensitivity to INT8: PTQ AP with each layer alone kept in floating point.
     Sensitive(sensitive::Args),
+    /// Speed and memory figures (docs/perf.md): `bench qat` or `bench infer`.
+    Bench(bench::Args),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -47,6 +50,7 @@ pub fn main() -> i32 {
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Sensitive(a) => sensitive::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => 0,

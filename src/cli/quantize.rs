@@ -72,6 +72,9 @@ pub struct Args {
     /// Continue the run in --project/--name from its last finished epoch.
     #[arg(long)]
     pub resume: bool,
+    /// Multiplies the recipe's LR schedule (1e-6, 1e-5 in epoch 6).
+    #[arg(long, default_value_t = 1.0)]
+    pub lr_scale: f64,
     /// Loader threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -174,7 +177,7 @@ fn qat(a: &Args, model: &mut Detector, loader: &crate::data::train_loader::Train
     let mut seen = 0usize;
     let t_all = Instant::now();
     for epoch in 0..a.epochs {
-        let lr = lr_for_epoch(epoch);
+        let lr = lr_for_epoch(epoch) * a.lr_scale;
         let bar = ProgressBar::new(a.iters as u64);
         bar.set_style(ProgressStyle::with_template("QAT {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
         bar.set_prefix(format!("epoch {epoch}/{}", a.epochs));

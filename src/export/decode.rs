@@ -6,7 +6,7 @@
 //! are computed in the graph from each map's Shape (Range → Expand → Concat).
 
 use super::lower::tensor_f32;
-use super::onnx_graph::{Attr, OnnxGraph};
+use super::onnx_graph::{Attr, Elem, OnnxGraph};
 use super::qdq::QdqEmitter;
 use crate::model::forward::anchors;
 use crate::model::graph::{Detect, Node};
@@ -94,7 +94,7 @@ fn dynamic_anchors(g: &mut OnnxGraph, p: &str, maps: &[String], strides: &[f64])
         let w = g.node("Squeeze", &format!("{l}/w0"), &[&w1, &ax0], vec![]);
         let coord = |g: &mut OnnxGraph, n: &str, axis: &str, tag: &str| {
             let r = g.node("Range", &format!("{l}/{tag}_range"), &[&zero, n, &one], vec![]);
-            let r = g.node("Cast", &format!("{l}/{tag}_float"), &[&r], vec![("to", Attr::Int(super::onnx_graph::Elem::F32.code() as i64))]);
+            let r = g.node("Cast", &format!("{l}/{tag}_float"), &[&r], vec![("to", Attr::Int(Elem::F32.code() as i64))]);
             let r = g.node("Add", &format!("{l}/{tag}_centre"), &[&r, &half], vec![]);
             let r = g.node("Unsqueeze", &format!("{l}/{tag}_unsqueeze"), &[&r, axis], vec![]);
             let r = g.node("Expand", &format!("{l}/{tag}_grid"), &[&r, &hw], vec![]);

@@ -184,8 +184,8 @@ fn conv(g: &mut OnnxGraph, node: &Node, c: &Conv2d, x: &str, qdq: &mut QdqEmitte
     );
     Ok(match c.act {
         Activation::SiLU => {
-            let s = g.node("Sigmoid", &format!("{name}/act"), &[&y], vec![]);
-            g.node("Mul", &format!("{name}/act"), &[&y, &s], vec![])
+            let s = g.node("Sigmoid", &format!("{name}/silu_sigmoid"), &[&y], vec![]);
+            g.node("Mul", &format!("{name}/silu"), &[&y, &s], vec![])
         }
         Activation::ReLU => g.node("Relu", &format!("{name}/act"), &[&y], vec![]),
         Activation::LeakyReLU(slope) => g.node("LeakyRelu", &format!("{name}/act"), &[&y], vec![("alpha", Attr::Float(slope as f32))]),

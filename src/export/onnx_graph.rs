@@ -130,7 +130,8 @@ impl OnnxGraph {
 
     /// Adds a node with `n` fresh outputs named after `name`.
     pub fn node_n(&mut self, op: &str, name: &str, inputs: &[&str], n: usize, attrs: Vec<(&str, Attr)>) -> Vec<String> {
-        let outs = (0..n).map(|i| self.fresh(&format!("{name}/{op}_output_{i}"))).collect();
+        let base = if name.ends_with(&format!("/{op}")) { name.to_string() } else { format!("{name}/{op}") };
+        let outs = (0..n).map(|i| self.fresh(&format!("{base}_output_{i}"))).collect();
         self.node_named(op, "", name, inputs, outs, attrs)
     }
 

@@ -44,10 +44,32 @@ impl Graph {
 
     /// Runs the graph, keeping `keep` (and nothing else that is done with).
     pub fn run(&self, x: &Tensor, hook: &mut dyn QuantHook, keep: &[ValueId]) -> Values {
+        self.run_nodes(x, hook, keep, None)
+    }
+
+    /// Which nodes `keep` depends on; the rest need not run.
+    pub fn needed_nodes(&self, keep: &[ValueId]) -> Vec<bool> {
+        let mut want = vec![false; self.num_values];
+        keep.iter().for_each(|&v| want[v] = true);
+        let mut needed = vec![false; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate().rev() {
+            if n.outputs.iter().any(|&o| want[o]) {
+                needed[i] = true;
+                n.inputs.iter().for_each(|&v| want[v] = true);
+            }
+        }
+        needed
+    }
+
+    /// Like [`Graph::run`], skipping nodes not marked in `only` (see [`Graph::needed_nodes`]).
+    pub fn run_nodes(&self, x: &Tensor, hook: &mut dyn QuantHook, keep: &[ValueId], only: Option<&[bool]>) -> Values {
         let last_use = self.last_use(keep);
         let mut vals: Vec<Option<Tensor>> = (0..self.num_values).map(|_| None).collect();
         vals[self.input] = Some(x.shallow_clone());
         for (i, node) in self.nodes.iter().enumerate() {
+            if only.is_some_and(|m| !m[i]) {
+                continue;
+            }
             let inputs: Vec<Tensor> = node
                 .inputs
                 .iter()

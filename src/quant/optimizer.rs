@@ -1,12 +1,18 @@
 //! Adam over one flat fp32 buffer: every conv weight and bias of the student is
 //! a view into it, so an optimizer step is a handful of kernels, not thousands.
-//! With a dynamic loss scale (fp16 autocast), as torch.cuda.amp.GradScaler does.
+//! For fp16 training the model's parameters are views into a half copy of that
+//! buffer (refreshed after each step), gradients come back in fp16 and are
+//! unscaled into fp32: mixed precision with a dynamic loss scale, as
+//! torch.cuda.amp's GradScaler does, without autocast's per-op casts.
 
 use crate::model::graph::{Graph, Op};
 use tch::{Kind, Tensor};
 
 pub struct FlatAdam {
+    /// fp32 master parameters.
     pub flat: Tensor,
+    /// The half copy the model computes with (fp16 training), else None.
+    work: Option<Tensor>,
     params: Vec<Tensor>,
     m: Tensor,
     v: Tensor,
@@ -16,8 +22,9 @@ pub struct FlatAdam {
 }
 
 impl FlatAdam {
-    /// Moves every conv parameter of `graph` into one buffer and makes it trainable.
-    pub fn new(graph: &mut Graph) -> FlatAdam {
+    /// Moves every conv parameter of `graph` into one buffer and makes it trainable
+    /// (in fp16 when `half`).
+    pub fn new(graph: &mut Graph, half: bool) -> FlatAdam {
         let mut tensors: Vec<&mut Tensor> = Vec::new();
         for n in &mut graph.nodes {
             if let Op::Conv(c) = &mut n.op {
@@ -30,20 +37,26 @@ impl FlatAdam {
         let device = tensors.first().map_or(tch::Device::Cpu, |t| t.device());
         let total: i64 = tensors.iter().map(|t| t.numel() as i64).sum();
         let flat = Tensor::zeros([total], (Kind::Float, device));
-        let mut params = Vec::new();
         let mut offset = 0;
-        for t in tensors {
+        let mut shapes = Vec::new();
+        for t in &tensors {
             let n = t.numel() as i64;
             let mut view = flat.narrow(0, offset, n).view(t.size().as_slice());
             tch::no_grad(|| view.copy_(t));
-            let view = view.set_requires_grad(true);
+            shapes.push((offset, n, t.size()));
+            offset += n;
+        }
+        let work = half.then(|| flat.to_kind(Kind::Half));
+        let base = work.as_ref().unwrap_or(&flat);
+        let mut params = Vec::new();
+        for (t, (offset, n, size)) in tensors.into_iter().zip(shapes) {
+            let view = base.narrow(0, offset, n).view(size.as_slice()).set_requires_grad(true);
             *t = view.shallow_clone();
             params.push(view);
-            offset += n;
         }
         let m = flat.zeros_like();
         let v = flat.zeros_like();
-        FlatAdam { flat, params, m, v, steps: 0, betas: (0.9, 0.999), eps: 1e-8 }
+        FlatAdam { flat, work, params, m, v, steps: 0, betas: (0.9, 0.999), eps: 1e-8 }
     }
 
     fn flat_grad(&self) -> Tensor {
@@ -84,6 +97,9 @@ impl FlatAdam {
                 let denom = self.v.sqrt() / bc2.sqrt() + self.eps;
                 let update = &self.m / denom * (lr / bc1);
                 let _ = self.flat.g_sub_(&update);
+                if let Some(w) = &mut self.work {
+                    w.copy_(&self.flat);
+                }
             });
         }
         self.zero_grad();
@@ -98,6 +114,9 @@ impl FlatAdam {
         tch::no_grad(|| {
             self.m.copy_(m);
             self.v.copy_(v);
+            if let Some(w) = &mut self.work {
+                w.copy_(&self.flat);
+            }
         });
         self.steps = steps;
     }

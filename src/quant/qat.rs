@@ -31,40 +31,50 @@ pub struct Qat {
     pub opt: FlatAdam,
     pub scale: LossScale,
     supervised: Vec<ValueId>,
-    amp: bool,
+    /// Nodes the supervised outputs depend on (the detect head is not among them).
+    needed: Vec<bool>,
+    half: bool,
 }
 
 impl Qat {
-    /// Freezes a teacher copy of `student`'s FP weights and makes the student trainable.
-    pub fn new(student: &mut Detector, supervision_stride: usize, amp: bool) -> Qat {
-        let teacher = student.graph.deep_clone();
-        let opt = FlatAdam::new(&mut student.graph);
+    /// Freezes a teacher copy of `student`'s FP weights and makes the student
+    /// trainable; `half` computes in fp16 with fp32 master weights (mixed precision).
+    pub fn new(student: &mut Detector, supervision_stride: usize, half: bool) -> Qat {
+        let mut teacher = student.graph.deep_clone();
+        if half {
+            let device = teacher.convs().next().map_or(tch::Device::Cpu, |(_, c)| c.weight.device());
+            teacher.to(device, Kind::Half);
+        }
+        let opt = FlatAdam::new(&mut student.graph, half);
         let g = &student.graph;
-        let supervised = supervised_layers(g.layers.len(), supervision_stride)
+        let supervised: Vec<ValueId> = supervised_layers(g.layers.len(), supervision_stride)
             .into_iter()
             .filter_map(|i| (g.layers[i].outputs.len() == 1).then(|| g.layers[i].outputs[0]))
             .collect();
-        Qat { teacher, opt, scale: LossScale::default(), supervised, amp }
+        let needed = g.needed_nodes(&supervised);
+        Qat { teacher, opt, scale: LossScale::default(), supervised, needed, half }
     }
 
     /// One step on batch `x`; returns the loss (sum over layers of per-item MSE, summed over the batch).
     pub fn step(&mut self, student: &Detector, x: &Tensor, lr: f64) -> f64 {
         let q = student.quant.as_ref().expect("QAT needs a quantized student");
         let keep = &self.supervised;
-        let targets = tch::no_grad(|| tch::autocast(self.amp, || self.teacher.run(x, &mut NoQuant, keep)));
-        let loss = tch::autocast(self.amp, || {
-            let outs = student.graph.run(x, &mut FakeQuant(&q.table), keep);
-            let mut total = Tensor::zeros([], (Kind::Float, x.device()));
-            for &v in keep {
-                let d = outs.get(v).to_kind(Kind::Float) - targets.get(v).to_kind(Kind::Float);
-                total += d.square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
-            }
-            total
-        });
+        let only = Some(self.needed.as_slice());
+        let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
+        let targets = tch::no_grad(|| self.teacher.run_nodes(&x, &mut NoQuant, keep, only));
+        let outs = student.graph.run_nodes(&x, &mut FakeQuant(&q.table), keep, only);
+        let mut loss = Tensor::zeros([], (Kind::Float, x.device()));
+        for &v in keep {
+            let d = outs.get(v).to_kind(Kind::Float) - targets.get(v).to_kind(Kind::Float);
+            loss += d.square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
+        }
         let value = loss.double_value(&[]);
-        (&loss * self.scale.scale).backward();
-        let finite = self.opt.step(lr, self.scale.scale);
-        self.scale.update(finite);
+        let scale = if self.half { self.scale.scale } else { 1.0 };
+        (&loss * scale).backward();
+        let finite = self.opt.step(lr, scale);
+        if self.half {
+            self.scale.update(finite);
+        }
         value
     }
 }

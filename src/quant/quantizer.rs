@@ -111,7 +111,11 @@ impl QuantHook for FakeQuant<'_> {
         }
     }
     fn weight(&mut self, q: QuantId, w: &Tensor) -> Tensor {
-        self.activation(q, w)
+        // Weights quantize in fp32 (as under autocast, where they are fp32 masters).
+        match w.kind() {
+            Kind::Half | Kind::BFloat16 => self.activation(q, &w.to_kind(Kind::Float)).to_kind(w.kind()),
+            _ => self.activation(q, w),
+        }
     }
 }
 

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the GPU measurements of docs/results.md and docs/perf.md on a CUDA machine
+# that has the release binary at dist/yolo-qat and a torch 2.11 install (for libtorch).
+#   scripts/gpu_validate.sh STAGE... ; stages: data eval bench quant384 quant640 sensitive skip
+# Logs go to $OUT (default runs/gpu_validate); the last lines printed are a summary.
+set -uo pipefail
+OUT="${OUT:-runs/gpu_validate}"
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib:${LD_LIBRARY_PATH:-}"
+Y=dist/yolo-qat
+W=assets/demo/yolov9-t-shapes-converted.pt
+D=/tmp/shapes/shapes.yaml
+SHAPES="${SHAPES:-dist/make_shapes.py}"
+summary=()
+note() { summary+=("$*"); echo "== $*"; }
+timed() { local t0=$EPOCHREALTIME; "$@"; local rc=$?; python3 -c "print(round($EPOCHREALTIME - $t0, 2))" > /tmp/last_time; return $rc; }
+
+for stage in "$@"; do
+  case "$stage" in
+  data)
+    timed python3 "$SHAPES" /tmp/shapes --train 6000 --val 600 --seed 1 > "$OUT/data.log" 2>&1
+    note "data: $(tail -1 "$OUT/data.log") in $(cat /tmp/last_time) s" ;;
+  eval)
+    for s in 384 640; do
+      timed $Y eval --weights $W --data $D --imgsz $s --batch-size 32 --device cuda:0 --project /tmp/ev --name s$s --exist-ok > "$OUT/eval$s.log" 2>&1
+      note "eval gpu fp16 $s: $(grep -E '^ +all' "$OUT/eval$s.log" | tr -s ' ') | $(grep Speed "$OUT/eval$s.log") | command $(cat /tmp/last_time) s"
+    done ;;
+  bench)
+    for b in 10 32; do
+      $Y bench qat --cfg configs/gelan-c.yaml --imgsz 640 --batch-size $b --iters 30 --warmup 5 --data $D > "$OUT/bench_qat$b.log" 2>&1
+      note "bench qat gelan-c 640 b$b: $(tail -1 "$OUT/bench_qat$b.log")"
+    done
+    $Y bench infer --cfg configs/gelan-c.yaml --imgsz 640 --batch-size 32 --iters 30 > "$OUT/bench_infer.log" 2>&1
+    note "bench infer gelan-c 640 b32 fp16: $(tail -1 "$OUT/bench_infer.log")" ;;
+  quant384|quant640|quant384lr10|quant384lr100)
+    s=${stage#quant}; s=${s%%lr*}; lr=1; [[ $stage == *lr* ]] && lr=${stage##*lr}
+    timed $Y quantize --weights $W --data $D --imgsz $s --device cuda:0 --lr-scale $lr --project /tmp/q --name $stage --exist-ok > "$OUT/$stage.log" 2>&1
+    cp /tmp/q/$stage/report.json "$OUT/report_$stage.json" 2>/dev/null
+    note "$stage: $(python3 -c "import json;d=json.load(open('/tmp/q/$stage/report.json'));print(d['run'], [(r['name'], round(r['map'],4)) for r in d['rows'] if not r['name'].startswith('QAT-') or r['name']=='QAT-Best'])")"
+    ptq=$(ls /tmp/q/$stage/weights/ptq_ap_*)
+    $Y eval --weights $ptq --data $D --imgsz $s --batch-size 32 --device cuda:0 --fp32 --project /tmp/ev --name ptq$stage --exist-ok > "$OUT/eval_ptq_fp32_$stage.log" 2>&1
+    note "  PTQ eval fp32: $(grep -E '^ +all' "$OUT/eval_ptq_fp32_$stage.log" | tr -s ' ')" ;;
+  sensitive)
+    timed $Y sensitive --weights $W --data $D --imgsz 384 --device cuda:0 --project /tmp/sens --name s --exist-ok > "$OUT/sensitive.log" 2>&1
+    cp /tmp/sens/s/sensitivity.json "$OUT/" 2>/dev/null
+    note "sensitive ($(cat /tmp/last_time) s): $(grep -A6 '^rank' "$OUT/sensitive.log" | tr -s ' ' | tr '\n' ';')" ;;
+  skip)
+    top2=$(python3 -c "import json;d=json.load(open('/tmp/sens/s/sensitivity.json'));l=sorted(d['layers'],key=lambda x:-x['gain']);print(','.join(x['layer'] for x in l[:2]))")
+    timed $Y quantize --weights $W --data $D --imgsz 384 --device cuda:0 --skip-layers "$top2" --project /tmp/q --name skip --exist-ok > "$OUT/skip.log" 2>&1
+    cp /tmp/q/skip/report.json "$OUT/report_skip.json" 2>/dev/null
+    note "quantize 384 skip $top2 ($(cat /tmp/last_time) s): $(grep -A20 '^model' "$OUT/skip.log" | tail -14 | tr '\n' ';')" ;;
+  *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done
+echo; echo "SUMMARY"; printf '%s\n' "${summary[@]}"

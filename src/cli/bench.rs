@@ -1,0 +1,159 @@
+//! `yolo-qat bench`: the numbers docs/perf.md records. Random-weight models from
+//! a yaml (or real weights), synthetic inputs resident on the device unless
+//! `--data` asks for the real training loader.
+
+use super::common::train_loader;
+use super::parse_device;
+use super::quantize::batch_tensor;
+use crate::checkpoint::load::{load, random};
+use crate::data::config::DataConfig;
+use crate::data::hyp::Hyp;
+use crate::gpu_memory::PeakMemory;
+use crate::model::detector::Detector;
+use crate::model::info::gflops;
+use crate::quant::calibrate::{calibrate, prepare};
+use crate::quant::qat::Qat;
+use crate::quant::CalibMethod;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `qat` (calibration + QAT steps) or `infer` (fp16 forward).
+    what: String,
+    /// Model yaml for random weights (e.g. configs/gelan-c.yaml) …
+    #[arg(long)]
+    cfg: Option<PathBuf>,
+    /// … or real weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 640)]
+    imgsz: usize,
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 30)]
+    iters: usize,
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    #[arg(long, default_value = "cuda:0")]
+    device: String,
+    /// Also time whole QAT steps fed by the augmented loader over this data set.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = "configs/hyp.scratch-high.yaml")]
+    hyp: PathBuf,
+    #[arg(long, default_value_t = 26)]
+    calib_batches: usize,
+}
+
+fn sync(d: Device) {
+    if let Device::Cuda(i) = d {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn model(a: &Args) -> Result<Detector> {
+    match (&a.weights, &a.cfg) {
+        (Some(w), _) => load(w),
+        (None, Some(c)) => random(c, None),
+        _ => bail!("bench: give --cfg (random weights) or --weights"),
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    tch::Cuda::cudnn_set_benchmark(true);
+    let mut m = model(&a)?;
+    m.to(device, Kind::Float);
+    let fwd_gflops = gflops(&m, a.imgsz as i64);
+    let x = Tensor::rand([a.batch_size as i64, 3, a.imgsz as i64, a.imgsz as i64], (Kind::Float, device));
+    let mem = PeakMemory::start();
+    let report = match a.what.as_str() {
+        "infer" => bench_infer(&m, &x, &a, device, fwd_gflops),
+        "qat" => bench_qat(&mut m, &x, &a, device, fwd_gflops)?,
+        w => bail!("bench {w}: expected `qat` or `infer`"),
+    };
+    let mut report = report;
+    report["peak_memory_gib"] = serde_json::json!(mem.as_ref().map(|p| p.peak_gib()));
+    report["forward_gflops_per_image"] = serde_json::json!(fwd_gflops);
+    report["imgsz"] = serde_json::json!(a.imgsz);
+    report["batch_size"] = serde_json::json!(a.batch_size);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn bench_infer(m: &Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> serde_json::Value {
+    let mut h = m.graph.deep_clone();
+    h.to(device, Kind::Half);
+    let xh = x.to_kind(Kind::Half);
+    let run = || tch::no_grad(|| h.forward(&xh));
+    for _ in 0..a.warmup {
+        let _ = run();
+    }
+    sync(device);
+    let t = Instant::now();
+    for _ in 0..a.iters {
+        let _ = run();
+    }
+    sync(device);
+    let s = t.elapsed().as_secs_f64() / a.iters as f64;
+    let ms_per_img = s * 1e3 / a.batch_size as f64;
+    serde_json::json!({ "bench": "infer", "ms_per_image": ms_per_img, "images_per_s": a.batch_size as f64 / s, "tflops": gf * a.batch_size as f64 / s / 1e3 })
+}
+
+fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> Result<serde_json::Value> {
+    prepare(m, &[], CalibMethod::Mse)?;
+    let loader = match &a.data {
+        Some(d) => {
+            let data = DataConfig::load(d)?;
+            let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
+            Some(train_loader(&data, a.imgsz, a.batch_size, Hyp::load(&a.hyp)?, 0, workers)?)
+        }
+        None => None,
+    };
+    sync(device);
+    let t = Instant::now();
+    let calib_s = match &loader {
+        Some(l) => {
+            calibrate(m, l.iter_forever(0).take(a.calib_batches).map(|b| batch_tensor(&b.images, b.batch, b.size, b.size, device)), CalibMethod::Mse)?;
+            t.elapsed().as_secs_f64()
+        }
+        None => {
+            calibrate(m, (0..a.calib_batches).map(|_| x.rand_like()), CalibMethod::Mse)?;
+            t.elapsed().as_secs_f64()
+        }
+    };
+    let mut qat = Qat::new(m, 1, device.is_cuda());
+    for _ in 0..a.warmup {
+        qat.step(m, x, 1e-6);
+    }
+    sync(device);
+    let t = Instant::now();
+    for _ in 0..a.iters {
+        qat.step(m, x, 1e-6);
+    }
+    sync(device);
+    let step_s = t.elapsed().as_secs_f64() / a.iters as f64;
+    let ips = a.batch_size as f64 / step_s;
+    let mut out = serde_json::json!({
+        "bench": "qat", "calibration_s": calib_s, "calibration_batches": a.calib_batches,
+        "step_ms": step_s * 1e3, "images_per_s": ips,
+        "tflops": 4.0 * gf * ips / 1e3,
+    });
+    if let Some(l) = loader {
+        let t = Instant::now();
+        let mut n = 0;
+        for b in l.iter_forever(1).take(a.iters) {
+            let xb = batch_tensor(&b.images, b.batch, b.size, b.size, device);
+            qat.step(m, &xb, 1e-6);
+            n += b.batch;
+        }
+        sync(device);
+        let loader_ips = n as f64 / t.elapsed().as_secs_f64();
+        out["images_per_s_with_loader"] = serde_json::json!(loader_ips);
+        out["gpu_share"] = serde_json::json!(loader_ips / ips);
+    }
+    Ok(out)
+}
