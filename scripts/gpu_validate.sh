@@ -46,9 +46,13 @@ for stage in "$@"; do
     note "sensitive ($(cat /tmp/last_time) s): $(grep -A6 '^rank' "$OUT/sensitive.log" | tr -s ' ' | tr '\n' ';')" ;;
   skip)
     top2=$(python3 -c "import json;d=json.load(open('/tmp/sens/s/sensitivity.json'));l=sorted(d['layers'],key=lambda x:-x['gain']);print(','.join(x['layer'] for x in l[:2]))")
-    timed $Y quantize --weights $W --data $D --imgsz 384 --device cuda:0 --skip-layers "$top2" --project /tmp/q --name skip --exist-ok > "$OUT/skip.log" 2>&1
-    cp /tmp/q/skip/report.json "$OUT/report_skip.json" 2>/dev/null
-    note "quantize 384 skip $top2 ($(cat /tmp/last_time) s): $(grep -A20 '^model' "$OUT/skip.log" | tail -14 | tr '\n' ';')" ;;
+    # Same budget for both rows: ${SKIP_EPOCHS:-3} epochs, with and without the two most sensitive layers.
+    for name in full skip; do
+      extra=(); [ $name = skip ] && extra=(--skip-layers "$top2")
+      timed $Y quantize --weights $W --data $D --imgsz 384 --device cuda:0 --epochs ${SKIP_EPOCHS:-3} --no-eval-origin "${extra[@]}" --project /tmp/q --name $name --exist-ok > "$OUT/$name.log" 2>&1
+      cp /tmp/q/$name/report.json "$OUT/report_$name.json" 2>/dev/null
+      note "quantize 384 $name ${extra[*]} ($(cat /tmp/last_time) s): $(python3 -c "import json;d=json.load(open('/tmp/q/$name/report.json'));print([(r['name'], round(r['map'],4)) for r in d['rows']])")"
+    done ;;
   *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done

@@ -49,7 +49,6 @@ pub fn run(a: Args) -> Result<()> {
     }
     let device = parse_device(&a.device)?;
     let data = DataConfig::load(&a.data)?;
-    let set = eval_set(&data, a.imgsz, a.batch_size)?;
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
     let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device).in_dir(&dir);
     opts.half = device.is_cuda() && !a.fp32;
@@ -57,8 +56,9 @@ pub fn run(a: Args) -> Result<()> {
     opts.nms.conf_thres = a.conf_thres;
     opts.nms.iou_thres = a.iou_thres;
     let r = if a.weights.extension().is_some_and(|e| e == "onnx") {
-        super::onnx_eval::evaluate_onnx(&a.weights, &set, &opts, &data.names)?
+        super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?
     } else {
+        let set = eval_set(&data, a.imgsz, a.batch_size)?;
         let mut model = load(&a.weights)?;
         if model.graph.nc != data.nc() {
             bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);

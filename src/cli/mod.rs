@@ -4,6 +4,7 @@ mod bench;
 mod common;
 mod device;
 mod eval;
+mod export;
 mod forward;
 mod info;
 mod onnx_eval;
@@ -38,6 +39,8 @@ enum Command {
     Sensitive(sensitive::Args),
     /// Speed and memory figures (docs/perf.md): `bench qat` or `bench infer`.
     Bench(bench::Args),
+    /// Q/DQ ONNX for TensorRT (`--end2end` adds EfficientNMS_TRT); `--check FILE` checks an export.
+    Export(export::Args),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -51,6 +54,7 @@ pub fn main() -> i32 {
         Command::Quantize(a) => quantize::run(a),
         Command::Sensitive(a) => sensitive::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Export(a) => export::run(a),
     };
     match result {
         Ok(()) => 0,

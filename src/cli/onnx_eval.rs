@@ -1,10 +1,51 @@
-//! `eval --weights model.onnx`: the deployed row, through ONNX Runtime.
+//! `eval --weights model.onnx`: the deployed row, through ONNX Runtime on the CPU.
+//! A dynamic model takes val.py's rectangular batches; a static one, as upstream
+//! does for non-PyTorch backends, square letterboxed images at its own size.
 
-use crate::data::val_set::ValSet;
-use crate::eval::validate::{EvalOptions, EvalResult};
-use anyhow::{bail, Result};
+use crate::data::config::DataConfig;
+use crate::data::val_set::{ValSet, ValSetOptions};
+use crate::eval::validate::{evaluate_with, EvalOptions, EvalResult, Infer};
+use crate::export::ort::OnnxModel;
+use anyhow::{anyhow, bail, Result};
 use std::path::Path;
+use tch::{Device, Kind, Tensor};
 
-pub fn evaluate_onnx(path: &Path, _set: &ValSet, _opts: &EvalOptions, _names: &[String]) -> Result<EvalResult> {
-    bail!("{}: evaluating ONNX models needs the export module (not built yet)", path.display())
+struct OrtInfer {
+    model: OnnxModel,
+    names: Vec<String>,
+}
+
+// ONNX Runtime sessions are thread-safe for concurrent Run calls.
+unsafe impl Sync for OrtInfer {}
+
+impl Infer for OrtInfer {
+    fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        let outs = self.model.run(&x.to_device(Device::Cpu).to_kind(Kind::Float))?;
+        outs.into_iter().next().ok_or_else(|| anyhow!("{}: the model has no outputs", self.model.path.display()))
+    }
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+pub fn evaluate_onnx(path: &Path, data: &DataConfig, imgsz: usize, batch_size: usize, opts: &EvalOptions) -> Result<EvalResult> {
+    let model = OnnxModel::load(path)?;
+    if model.output_names.first().is_none_or(|n| n != "output0") {
+        bail!("{}: expected output `output0` (an end-to-end export cannot be evaluated; export without --end2end)", path.display());
+    }
+    let set_opts = if model.is_dynamic() {
+        ValSetOptions { imgsz, batch_size, ..ValSetOptions::default() }
+    } else {
+        let (h, w) = model.input_size().ok_or_else(|| anyhow!("{}: input size unknown", path.display()))?;
+        if h != w {
+            bail!("{}: static input {h}x{w}; evaluate a square or --dynamic export", path.display());
+        }
+        ValSetOptions { imgsz: h as usize, batch_size: model.batch().unwrap_or(1).max(1) as usize, rect: false, ..ValSetOptions::default() }
+    };
+    let set = ValSet::load(&data.val, data.nc(), set_opts).map_err(|e| anyhow!("{}: val: {e:#}", data.yaml_path.display()))?;
+    let names = data.names.clone();
+    let mut opts = opts.clone();
+    opts.device = Device::Cpu;
+    opts.half = false;
+    evaluate_with(&OrtInfer { model, names }, &set, &opts)
 }

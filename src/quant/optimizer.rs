@@ -1,19 +1,73 @@
-//! Adam over one flat fp32 buffer: every conv weight and bias of the student is
-//! a view into it, so an optimizer step is a handful of kernels, not thousands.
-//! For fp16 training the model's parameters are views into a half copy of that
-//! buffer (refreshed after each step), gradients come back in fp16 and are
-//! unscaled into fp32: mixed precision with a dynamic loss scale, as
-//! torch.cuda.amp's GradScaler does, without autocast's per-op casts.
+//! The student's parameters as one flat fp32 buffer (the Adam state lives beside
+//! it), so that weight fake-quantization, the gradient and the optimizer step are
+//! a handful of kernels per step instead of a few per tensor.
 
 use crate::model::graph::{Graph, Op};
 use tch::{Kind, Tensor};
 
-pub struct FlatAdam {
-    /// fp32 master parameters.
+/// Where one conv parameter lives in the flat buffer.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub node: usize,
+    pub is_bias: bool,
+    pub offset: i64,
+    pub size: Vec<i64>,
+}
+
+impl Span {
+    fn numel(&self) -> i64 {
+        self.size.iter().product()
+    }
+}
+
+pub struct FlatParams {
+    /// fp32 master parameters; the leaf that receives gradients.
     pub flat: Tensor,
-    /// The half copy the model computes with (fp16 training), else None.
-    work: Option<Tensor>,
-    params: Vec<Tensor>,
+    pub spans: Vec<Span>,
+}
+
+impl FlatParams {
+    /// Copies every conv weight and bias of `graph` into one trainable buffer.
+    pub fn new(graph: &Graph) -> FlatParams {
+        let mut spans = Vec::new();
+        let mut parts = Vec::new();
+        let mut offset = 0;
+        for (i, n) in graph.nodes.iter().enumerate() {
+            if let Op::Conv(c) = &n.op {
+                for (t, is_bias) in std::iter::once((&c.weight, false)).chain(c.bias.iter().map(|b| (b, true))) {
+                    let span = Span { node: i, is_bias, offset, size: t.size() };
+                    offset += span.numel();
+                    parts.push(t.detach().to_kind(Kind::Float).reshape([-1]));
+                    spans.push(span);
+                }
+            }
+        }
+        let flat = Tensor::cat(&parts, 0).set_requires_grad(true);
+        FlatParams { flat, spans }
+    }
+
+    /// Points the graph's conv parameters at views of `buf` (a flat tensor laid out like `flat`).
+    pub fn bind(&self, graph: &mut Graph, buf: &Tensor) {
+        for s in &self.spans {
+            if let Op::Conv(c) = &mut graph.nodes[s.node].op {
+                let view = buf.narrow(0, s.offset, s.numel()).view(s.size.as_slice());
+                if s.is_bias {
+                    c.bias = Some(view);
+                } else {
+                    c.weight = view;
+                }
+            }
+        }
+    }
+
+    /// Binds plain fp32 views of the master weights (for evaluation and saving).
+    pub fn bind_master(&self, graph: &mut Graph) {
+        self.bind(graph, &self.flat.detach());
+    }
+}
+
+/// Adam (no weight decay) on a flat buffer, skipping steps with inf/NaN gradients.
+pub struct Adam {
     m: Tensor,
     v: Tensor,
     pub steps: i64,
@@ -21,70 +75,20 @@ pub struct FlatAdam {
     eps: f64,
 }
 
-impl FlatAdam {
-    /// Moves every conv parameter of `graph` into one buffer and makes it trainable
-    /// (in fp16 when `half`).
-    pub fn new(graph: &mut Graph, half: bool) -> FlatAdam {
-        let mut tensors: Vec<&mut Tensor> = Vec::new();
-        for n in &mut graph.nodes {
-            if let Op::Conv(c) = &mut n.op {
-                tensors.push(&mut c.weight);
-                if let Some(b) = &mut c.bias {
-                    tensors.push(b);
-                }
-            }
-        }
-        let device = tensors.first().map_or(tch::Device::Cpu, |t| t.device());
-        let total: i64 = tensors.iter().map(|t| t.numel() as i64).sum();
-        let flat = Tensor::zeros([total], (Kind::Float, device));
-        let mut offset = 0;
-        let mut shapes = Vec::new();
-        for t in &tensors {
-            let n = t.numel() as i64;
-            let mut view = flat.narrow(0, offset, n).view(t.size().as_slice());
-            tch::no_grad(|| view.copy_(t));
-            shapes.push((offset, n, t.size()));
-            offset += n;
-        }
-        let work = half.then(|| flat.to_kind(Kind::Half));
-        let base = work.as_ref().unwrap_or(&flat);
-        let mut params = Vec::new();
-        for (t, (offset, n, size)) in tensors.into_iter().zip(shapes) {
-            let view = base.narrow(0, offset, n).view(size.as_slice()).set_requires_grad(true);
-            *t = view.shallow_clone();
-            params.push(view);
-        }
-        let m = flat.zeros_like();
-        let v = flat.zeros_like();
-        FlatAdam { flat, work, params, m, v, steps: 0, betas: (0.9, 0.999), eps: 1e-8 }
+impl Adam {
+    pub fn new(like: &Tensor) -> Adam {
+        let z = like.detach().zeros_like();
+        Adam { m: z.copy(), v: z, steps: 0, betas: (0.9, 0.999), eps: 1e-8 }
     }
 
-    fn flat_grad(&self) -> Tensor {
-        let grads: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|p| {
-                let g = p.grad();
-                if g.defined() {
-                    g.reshape([-1]).to_kind(Kind::Float)
-                } else {
-                    p.detach().zeros_like().reshape([-1])
-                }
-            })
-            .collect();
-        Tensor::cat(&grads, 0)
-    }
-
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.zero_grad();
+    /// One step from `param`'s gradient divided by `loss_scale`; false (and no
+    /// update) if any gradient is inf/NaN. Clears the gradient.
+    pub fn step(&mut self, param: &mut Tensor, lr: f64, loss_scale: f64) -> bool {
+        let grad = param.grad();
+        if !grad.defined() {
+            return true;
         }
-    }
-
-    /// One Adam step with gradients divided by `loss_scale`; skipped (false) if
-    /// any gradient is inf/NaN.
-    pub fn step(&mut self, lr: f64, loss_scale: f64) -> bool {
-        let g = self.flat_grad() / loss_scale;
+        let g = &grad / loss_scale;
         let finite = g.isfinite().all().int64_value(&[]) != 0;
         if finite {
             self.steps += 1;
@@ -95,30 +99,11 @@ impl FlatAdam {
                 let bc1 = 1.0 - b1.powi(self.steps as i32);
                 let bc2 = 1.0 - b2.powi(self.steps as i32);
                 let denom = self.v.sqrt() / bc2.sqrt() + self.eps;
-                let update = &self.m / denom * (lr / bc1);
-                let _ = self.flat.g_sub_(&update);
-                if let Some(w) = &mut self.work {
-                    w.copy_(&self.flat);
-                }
+                let _ = param.g_sub_(&(&self.m / denom * (lr / bc1)));
             });
         }
-        self.zero_grad();
+        param.zero_grad();
         finite
-    }
-
-    pub fn state(&self) -> (Tensor, Tensor) {
-        (self.m.shallow_clone(), self.v.shallow_clone())
-    }
-
-    pub fn load_state(&mut self, m: &Tensor, v: &Tensor, steps: i64) {
-        tch::no_grad(|| {
-            self.m.copy_(m);
-            self.v.copy_(v);
-            if let Some(w) = &mut self.work {
-                w.copy_(&self.flat);
-            }
-        });
-        self.steps = steps;
     }
 }
 
