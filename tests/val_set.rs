@@ -61,18 +61,21 @@ fn shapes_mini_batch_contents() {
     assert_eq!((b.batch, b.height, b.width), (16, 352, 352));
     assert_eq!(b.images.len(), 16 * 3 * 352 * 352);
     let first = &b.items[0];
-    // 508x368 -> 320x232 (232 = ceil(231.8)), letterboxed into 352x352
+    // 508x368 -> 320x231 (upstream yolov9: int(231.8)), letterboxed into 352x352
     assert_eq!(first.orig_hw, (368, 508));
-    assert_eq!(first.ratio, (232.0 / 368.0, 320.0 / 508.0));
-    assert_eq!(first.pad, (16.0, 60.0));
+    assert_eq!(first.ratio, (231.0 / 368.0, 320.0 / 508.0));
+    assert_eq!(first.pad, (16.0, 60.5));
     assert_eq!(first.labels.len(), 1);
     let l = first.labels[0];
     assert_eq!(l.class, 0);
-    // label 0.251401 0.566144 0.085241 0.101888 of a 508x368 image, within f32 round-trip error
+    // label 0.251401 0.566144 0.085241 0.101888 of a 508x368 image. val.py maps
+    // labels back with one gain, h/h0 = 231/368, for both axes while x was scaled
+    // by 320/508: x comes back 0.35% large, as upstream's does.
+    let gx = (320.0 / 508.0) / (231.0 / 368.0);
     let expect = [
-        (0.251401 - 0.085241 / 2.0) * 508.0,
+        (0.251401 - 0.085241 / 2.0) * 508.0 * gx,
         (0.566144 - 0.101888 / 2.0) * 368.0,
-        (0.251401 + 0.085241 / 2.0) * 508.0,
+        (0.251401 + 0.085241 / 2.0) * 508.0 * gx,
         (0.566144 + 0.101888 / 2.0) * 368.0,
     ];
     for (got, want) in l.xyxy.iter().zip(expect) {

@@ -497,13 +497,15 @@ mod tests {
     }
 
     #[test]
-    fn load_resize_uses_ceil_for_the_short_side() {
+    fn load_resize_truncates_the_short_side_like_upstream_yolov9() {
+        // cv2.resize(im, (int(w0 * r), int(h0 * r))): 332 * 256/498 = 170.67 -> 170, and
+        // 498 * (256/498) = 255.99999999999997 -> 255 in Python's float64 as here.
         let img = RgbImage {
             width: 498,
             height: 332,
             data: vec![0; 498 * 332 * 3],
         };
-        assert_eq!(load_resize(img, 256).hw(), (171, 256));
+        assert_eq!(load_resize(img, 256).hw(), (170, 255));
     }
 
     #[test]
