@@ -44,7 +44,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if a.imgsz % 32 != 0 {
+    if !a.imgsz.is_multiple_of(32) {
         bail!("--imgsz {}: must be a multiple of 32", a.imgsz);
     }
     let device = parse_device(&a.device)?;

@@ -52,7 +52,7 @@ impl<'a> Builder<'a> {
         self.nodes.push(Node { op, inputs, outputs, layer: self.layer, name: name.to_string(), quant });
     }
 
-    fn emit_conv(&mut self, name: &str, prefix: String, x: ValueId, geom: ConvGeom, weight: tch::Tensor, bias: Option<tch::Tensor>, act: Activation) -> ValueId {
+    fn emit_conv(&mut self, name: &str, prefix: String, x: ValueId, geom: ConvGeom, (weight, bias): (tch::Tensor, Option<tch::Tensor>), act: Activation) -> ValueId {
         let stride = self.value_stride[x] * geom.s;
         let y = self.new_value(geom.c2, stride);
         let conv = Conv2d { prefix, weight, bias, stride: geom.s, padding: geom.p.unwrap_or(geom.k / 2), groups: geom.g, dilation: 1, act };
@@ -72,20 +72,20 @@ impl<'a> Builder<'a> {
     pub fn conv(&mut self, name: &str, x: ValueId, geom: ConvGeom, act: bool) -> Result<ValueId> {
         let (w, b) = self.src.conv_bn(name, self.shape(x, geom)?)?;
         let act = if act { self.act } else { Activation::Identity };
-        Ok(self.emit_conv(name, format!("{name}.conv"), x, geom, w, Some(b), act))
+        Ok(self.emit_conv(name, format!("{name}.conv"), x, geom, (w, Some(b)), act))
     }
 
     /// Upstream `RepConvN` (k=3, p=1), fused into one 3x3 conv + activation.
     pub fn rep_conv(&mut self, name: &str, x: ValueId, c2: i64) -> Result<ValueId> {
         let geom = ConvGeom::new(c2, 3, 1);
         let (w, b) = self.src.rep_conv(name, self.shape(x, geom)?)?;
-        Ok(self.emit_conv(name, format!("{name}.conv"), x, geom, w, Some(b), self.act))
+        Ok(self.emit_conv(name, format!("{name}.conv"), x, geom, (w, Some(b)), self.act))
     }
 
     /// Upstream `nn.Conv2d` with padding k/2 and no activation.
     pub fn plain_conv(&mut self, name: &str, x: ValueId, geom: ConvGeom, bias: bool) -> Result<ValueId> {
         let (w, b) = self.src.plain_conv(name, self.shape(x, geom)?, bias)?;
-        Ok(self.emit_conv(name, name.to_string(), x, geom, w, b, Activation::Identity))
+        Ok(self.emit_conv(name, name.to_string(), x, geom, (w, b), Activation::Identity))
     }
 
     pub fn split(&mut self, name: &str, x: ValueId, sizes: &[i64]) -> Vec<ValueId> {

@@ -55,7 +55,8 @@ impl Qat {
         let g = &student.graph;
         let supervised: Vec<ValueId> = supervised_layers(g.layers.len(), supervision_stride)
             .into_iter()
-            .filter_map(|i| (g.layers[i].outputs.len() == 1).then(|| g.layers[i].outputs[0]))
+            .filter(|&i| g.layers[i].outputs.len() == 1)
+            .map(|i| g.layers[i].outputs[0])
             .collect();
         let needed = g.needed_nodes(&supervised);
         let adam = Adam::new(&params.flat);
