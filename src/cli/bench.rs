@@ -125,7 +125,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
             t.elapsed().as_secs_f64()
         }
     };
-    let mut qat = Qat::new(m, 1, device.is_cuda());
+    let mut qat = Qat::new(m, None, 1, device.is_cuda());
     for _ in 0..a.warmup {
         qat.step(m, x, 1e-6);
     }

@@ -6,7 +6,7 @@ use crate::data::train_loader::TrainLoader;
 use crate::data::val_set::{ValSet, ValSetOptions};
 use crate::eval::validate::EvalResult;
 use anyhow::{anyhow, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The val split with val.py's rectangular batches; warnings printed once.
 pub fn eval_set(data: &DataConfig, imgsz: usize, batch_size: usize) -> Result<ValSet> {
@@ -39,7 +39,7 @@ fn report_warnings(split: &str, warnings: &[String]) {
 }
 
 /// One row of the accuracy table (the seed's report.json rows).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub name: String,
     pub map: f64,

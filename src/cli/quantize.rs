@@ -132,6 +132,9 @@ pub fn run(a: Args) -> Result<()> {
         skip.push(model.graph.layers.len() - 1);
     }
     let dir = if a.resume { a.project.join(&a.name) } else { increment_dir(&a.project, &a.name, a.exist_ok)? };
+    if a.resume {
+        return resume(&a, model, dir, &data, hyp, device);
+    }
     let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
     let mut run = Run { dir, stem, rows: Vec::new(), device };
     tch::manual_seed(a.seed as i64);
@@ -164,19 +167,69 @@ pub fn run(a: Args) -> Result<()> {
     run.save(&model, &ptq_name, serde_json::json!({ "stage": "ptq", "ap": ptq_ap }))?;
     print_table(&run.rows);
     run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip }))?;
-    qat(&a, &mut model, &loader, &val, &eopts, &mut run, calib_s)
+    qat(&a, &mut model, None, 0, &loader, &val, &eopts, &mut run, calib_s)
 }
 
-fn qat(a: &Args, model: &mut Detector, loader: &crate::data::train_loader::TrainLoader, val: &crate::data::val_set::ValSet, eopts: &EvalOptions, run: &mut Run, calib_s: f64) -> Result<()> {
+/// `--resume`: the last finished epoch's checkpoint becomes the student, the FP
+/// model the teacher again; Adam starts afresh (its state is not saved).
+fn resume(a: &Args, mut fp: Detector, dir: PathBuf, data: &DataConfig, hyp: Hyp, device: Device) -> Result<()> {
+    let weights = dir.join("weights");
+    let last = std::fs::read_dir(&weights)
+        .map_err(|_| anyhow!("--resume: {} has no finished run (no weights folder)", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let epoch: usize = name.strip_prefix("qat_ep_")?.split('_').next()?.parse().ok()?;
+            Some((epoch, e.path()))
+        })
+        .max_by_key(|(e, _)| *e);
+    let Some((epoch, path)) = last else { bail!("--resume: no finished QAT epoch in {}", weights.display()) };
+    if epoch + 1 >= a.epochs {
+        bail!("--resume: all {} epochs of {} are finished", a.epochs, dir.display());
+    }
+    let mut student = load(&path)?;
+    student.to(device, Kind::Float);
+    fp.to(device, Kind::Float);
+    let report: serde_json::Value = std::fs::read_to_string(dir.join("report.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let mut rows: Vec<Row> = serde_json::from_value(report["rows"].clone()).unwrap_or_default();
+    // Rows of epochs after the checkpoint (an interrupted run) are redone.
+    rows.retain(|r| r.name.strip_prefix("QAT-").and_then(|e| e.parse::<usize>().ok()).is_none_or(|e| e <= epoch));
+    let calib_s = report["run"]["calibration_s"].as_f64().unwrap_or(0.0);
+    let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    let mut run = Run { dir, stem, rows, device };
+    println!("resuming {} after epoch {epoch} from {}", run.dir.display(), path.display());
+    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()));
+    let loader = train_loader(data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
+    let val = eval_set(data, a.imgsz, a.batch_size)?;
+    let eopts = EvalOptions { half: device.is_cuda(), save_json: a.eval_pycocotools, ..EvalOptions::new(a.imgsz, a.batch_size, device) };
+    let mut teacher = fp.graph;
+    if device.is_cuda() {
+        teacher.to(device, Kind::Half);
+    }
+    qat(a, &mut student, Some(teacher), epoch + 1, &loader, &val, &eopts, &mut run, calib_s)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn qat(
+    a: &Args,
+    model: &mut Detector,
+    teacher: Option<crate::model::graph::Graph>,
+    start: usize,
+    loader: &crate::data::train_loader::TrainLoader,
+    val: &crate::data::val_set::ValSet,
+    eopts: &EvalOptions,
+    run: &mut Run,
+    calib_s: f64,
+) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
     let amp = run.device.is_cuda();
-    let mut qat = Qat::new(model, a.supervision_stride, amp);
-    let mut best: Option<Row> = None;
+    let mut qat = Qat::new(model, teacher, a.supervision_stride, amp);
+    let mut best: Option<Row> = run.rows.iter().find(|r| r.name == "QAT-Best").cloned();
     let mut seen = 0usize;
     let t_all = Instant::now();
-    for epoch in 0..a.epochs {
+    for epoch in start..a.epochs {
         let lr = lr_for_epoch(epoch) * a.lr_scale;
         let bar = ProgressBar::new(a.iters as u64);
         bar.set_style(ProgressStyle::with_template("QAT {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));

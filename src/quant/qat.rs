@@ -42,8 +42,9 @@ pub struct Qat {
 impl Qat {
     /// Freezes a teacher copy of `student`'s FP weights and makes the student
     /// trainable; `half` computes in fp16 with fp32 master weights (mixed precision).
-    pub fn new(student: &mut Detector, supervision_stride: usize, half: bool) -> Qat {
-        let mut teacher = student.graph.deep_clone();
+    /// `teacher`: the FP graph to imitate (default: a copy of the student before training).
+    pub fn new(student: &mut Detector, teacher: Option<Graph>, supervision_stride: usize, half: bool) -> Qat {
+        let mut teacher = teacher.unwrap_or_else(|| student.graph.deep_clone());
         let device = teacher.convs().next().map_or(tch::Device::Cpu, |(_, c)| c.weight.device());
         if half {
             teacher.to(device, Kind::Half);
