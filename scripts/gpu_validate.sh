@@ -40,6 +40,21 @@ for stage in "$@"; do
     ptq=$(ls /tmp/q/$stage/weights/ptq_ap_*)
     $Y eval --weights $ptq --data $D --imgsz $s --batch-size 32 --device cuda:0 --fp32 --project /tmp/ev --name ptq$stage --exist-ok > "$OUT/eval_ptq_fp32_$stage.log" 2>&1
     note "  PTQ eval fp32: $(grep -E '^ +all' "$OUT/eval_ptq_fp32_$stage.log" | tr -s ' ')" ;;
+  deploy)
+    # QAT (short), export FP and INT8 ONNX (dynamic), evaluate both with ONNX Runtime on the CPU.
+    export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(ls "$(python3 -c 'import onnxruntime,os;print(os.path.dirname(onnxruntime.__file__))')"/capi/libonnxruntime.so* | head -1)}"
+    s=${DEPLOY_IMGSZ:-384}
+    timed $Y quantize --weights $W --data $D --imgsz $s --device cuda:0 --epochs ${DEPLOY_EPOCHS:-3} --project /tmp/q --name deploy$s --exist-ok > "$OUT/deploy_quant.log" 2>&1
+    q=/tmp/q/deploy$s/weights/qat_best_yolov9-t-shapes-converted.safetensors
+    note "deploy quantize $s: $(python3 -c "import json;d=json.load(open('/tmp/q/deploy$s/report.json'));print([(r['name'], round(r['map'],4)) for r in d['rows'] if r['name'] in ('Origin','PTQ','QAT-Best')])")"
+    $Y eval --weights $q --data $D --imgsz $s --batch-size 32 --device cuda:0 --fp32 --project /tmp/ev --name fq$s --exist-ok > "$OUT/deploy_fq.log" 2>&1
+    note "  fake-quant fp32 (torch): $(grep -E '^ +all' "$OUT/deploy_fq.log" | tr -s ' ')"
+    $Y export --weights $q --dynamic --imgsz $s --output /tmp/int8.onnx > "$OUT/deploy_export.log" 2>&1 && \
+    $Y export --weights $W --dynamic --imgsz $s --output /tmp/fp.onnx >> "$OUT/deploy_export.log" 2>&1
+    for m in int8 fp; do
+      $Y eval --weights /tmp/$m.onnx --data $D --imgsz $s --batch-size 32 --device cpu --project /tmp/ev --name ort$m$s --exist-ok > "$OUT/deploy_ort_$m.log" 2>&1
+      note "  ORT CPU $m: $(grep -E '^ +all' "$OUT/deploy_ort_$m.log" | tr -s ' ') | $(grep Speed "$OUT/deploy_ort_$m.log")"
+    done ;;
   sensitive)
     timed $Y sensitive --weights $W --data $D --imgsz 384 --device cuda:0 --project /tmp/sens --name s --exist-ok > "$OUT/sensitive.log" 2>&1
     cp /tmp/sens/s/sensitivity.json "$OUT/" 2>/dev/null

@@ -60,6 +60,9 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(aux) = g.output_aux {
         out.push(("output_aux".to_string(), cpu(vals.take(aux))));
     }
+    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create folder: {e}", dir.display()))?;
+    }
     let tmp = a.output.with_extension("safetensors.tmp");
     Tensor::write_safetensors(&out, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
     std::fs::rename(&tmp, &a.output).map_err(|e| anyhow!("{}: cannot write: {e}", a.output.display()))?;
