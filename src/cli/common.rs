@@ -5,8 +5,25 @@ use crate::data::hyp::Hyp;
 use crate::data::train_loader::TrainLoader;
 use crate::data::val_set::{ValSet, ValSetOptions};
 use crate::eval::validate::EvalResult;
-use anyhow::{anyhow, Result};
+use crate::checkpoint::load::load;
+use crate::model::detector::Detector;
+use anyhow::{anyhow, bail, Result};
+use std::path::Path;
 use serde::{Deserialize, Serialize};
+
+/// An FP model with its data set and hyperparameters, checked to agree (quantize, sensitive).
+pub fn open_fp(weights: &Path, data: &Path, hyp: &Path) -> Result<(Detector, DataConfig, Hyp)> {
+    let model = load(weights)?;
+    if model.is_quantized() {
+        bail!("{}: already quantized; start from the FP model (quantize --resume continues a run)", weights.display());
+    }
+    let cfg = DataConfig::load(data)?;
+    if cfg.nc() != model.graph.nc {
+        bail!("{}: {} classes, but {} has {}", data.display(), cfg.nc(), weights.display(), model.graph.nc);
+    }
+    let hyp = Hyp::load(hyp).map_err(|e| anyhow!("{}: {e:#}", hyp.display()))?;
+    Ok((model, cfg, hyp))
+}
 
 /// The val split with val.py's rectangular batches; warnings printed once.
 pub fn eval_set(data: &DataConfig, imgsz: usize, batch_size: usize) -> Result<ValSet> {

@@ -1,7 +1,5 @@
 use super::parse_device;
 use crate::checkpoint::load::load;
-use crate::model::forward::{NoQuant, QuantHook};
-use crate::quant::quantizer::FakeQuant;
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
@@ -42,16 +40,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut keep = vec![g.output];
     keep.extend(&g.heads);
     keep.extend(g.output_aux);
-    let mut fq;
-    let mut nq = NoQuant;
-    let hook: &mut dyn QuantHook = match &model.quant {
-        Some(q) => {
-            fq = FakeQuant(&q.table);
-            &mut fq
-        }
-        None => &mut nq,
-    };
-    let mut vals = tch::no_grad(|| g.run(&x, hook, &keep));
+    let mut vals = tch::no_grad(|| model.run(&x, &keep));
     let cpu = |t: Tensor| t.to_device(tch::Device::Cpu).contiguous();
     let mut out = vec![("output".to_string(), cpu(vals.take(g.output)))];
     for (j, &h) in g.heads.iter().enumerate() {

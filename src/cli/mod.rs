@@ -45,6 +45,12 @@ enum Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    // libtorch reports failures by panicking inside tch; say it on one line, no backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown failure");
+        eprintln!("error: {first}");
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),

@@ -1,7 +1,7 @@
 //! `yolo-qat quantize`: calibrate (PTQ), then finetune (QAT), evaluating and
 //! saving after each stage, as the seed's `qat.py quantize` does.
 
-use super::common::{eval_set, print_table, train_loader, Row};
+use super::common::{eval_set, open_fp, print_table, train_loader, Row};
 use super::parse_device;
 use crate::checkpoint::load::load;
 use crate::data::config::DataConfig;
@@ -118,15 +118,7 @@ impl Run {
 pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let method = CalibMethod::parse(&a.calib_method)?;
-    let mut model = load(&a.weights)?;
-    if model.is_quantized() {
-        bail!("{}: already quantized; quantize an FP model (use --resume to continue a run)", a.weights.display());
-    }
-    let data = DataConfig::load(&a.data)?;
-    if data.nc() != model.graph.nc {
-        bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
-    }
-    let hyp = Hyp::load(&a.hyp).map_err(|e| anyhow!("{}: {e:#}", a.hyp.display()))?;
+    let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
     let mut skip = parse_layers(&a.skip_layers, model.graph.layers.len())?;
     if a.no_last_layer {
         skip.push(model.graph.layers.len() - 1);

@@ -1,17 +1,14 @@
 //! `yolo-qat sensitive`: which layers lose accuracy under INT8.
 
-use super::common::{eval_set, train_loader};
+use super::common::{eval_set, open_fp, train_loader};
 use super::parse_device;
 use super::quantize::batch_tensor;
-use crate::checkpoint::load::load;
-use crate::data::config::DataConfig;
-use crate::data::hyp::Hyp;
 use crate::eval::validate::{evaluate, EvalOptions};
 use crate::quant::calibrate::{calibrate, prepare};
 use crate::quant::sensitivity::analyze;
 use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic};
-use anyhow::{anyhow, bail, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 use tch::Kind;
 
@@ -49,15 +46,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let method = CalibMethod::parse(&a.calib_method)?;
-    let mut model = load(&a.weights)?;
-    if model.is_quantized() {
-        bail!("{}: already quantized; sensitivity analysis starts from the FP model", a.weights.display());
-    }
-    let data = DataConfig::load(&a.data)?;
-    if data.nc() != model.graph.nc {
-        bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
-    }
-    let hyp = Hyp::load(&a.hyp).map_err(|e| anyhow!("{}: {e:#}", a.hyp.display()))?;
+    let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
     let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
     let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;

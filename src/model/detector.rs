@@ -1,8 +1,8 @@
 //! A loaded model: its config, class names, fused graph and (when quantized)
 //! quantizer state. What every command works on.
 
-use super::forward::{NoQuant, QuantHook};
-use super::graph::{Graph, Op};
+use super::forward::{NoQuant, Values};
+use super::graph::{Graph, Op, ValueId};
 use super::ModelConfig;
 use crate::checkpoint::native::{self, NativeMeta};
 use crate::quant::quantizer::FakeQuant;
@@ -22,17 +22,16 @@ pub struct Detector {
 impl Detector {
     /// Eval output (B, 4+nc, A), through the fake quantizers when there are any.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let mut fq;
-        let mut nq = NoQuant;
-        let hook: &mut dyn QuantHook = match &self.quant {
-            Some(q) => {
-                fq = FakeQuant(&q.table);
-                &mut fq
-            }
-            None => &mut nq,
-        };
         let out = self.graph.output;
-        self.graph.run(x, hook, &[out]).take(out)
+        self.run(x, &[out]).take(out)
+    }
+
+    /// Runs the graph (fake-quantized when quantized), keeping the values `keep`.
+    pub fn run(&self, x: &Tensor, keep: &[ValueId]) -> Values {
+        match &self.quant {
+            Some(q) => self.graph.run(x, &mut FakeQuant(&q.table), keep),
+            None => self.graph.run(x, &mut NoQuant, keep),
+        }
     }
 
     pub fn is_quantized(&self) -> bool {
