@@ -47,6 +47,9 @@ enum Command {
 pub fn main() -> i32 {
     // libtorch reports failures by panicking inside tch; say it on one line, no backtrace.
     std::panic::set_hook(Box::new(|info| {
+        if quantize::PANIC_IS_HANDLED.with(|h| h.get()) {
+            return;
+        }
         let msg = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
         let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown failure");
         eprintln!("error: {first}");

@@ -263,9 +263,17 @@ pub fn batch_tensor(images: &[u8], b: usize, h: usize, w: usize, device: Device)
     Tensor::from_slice(images).view([b as i64, 3, h as i64, w as i64]).to_device(device).to_kind(Kind::Float) / 255.0
 }
 
+thread_local! {
+    /// Set while a panic will be turned into an error by the caller (the hook stays quiet).
+    pub static PANIC_IS_HANDLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs `f`, turning libtorch's CUDA out-of-memory panic into an error that says what to do.
 pub fn catch_oom<T>(f: impl FnOnce() -> T) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+    PANIC_IS_HANDLED.with(|h| h.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    PANIC_IS_HANDLED.with(|h| h.set(false));
+    r.map_err(|p| {
         let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
         if msg.contains("out of memory") {
             anyhow!("CUDA out of memory: try a smaller --batch-size")
