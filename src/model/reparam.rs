@@ -22,7 +22,7 @@ fn abs_from(cfg: &ModelConfig, i: usize) -> Vec<usize> {
 
 /// The GELAN layout of a dual model, inferred from the layers its main branch needs.
 pub fn infer_target(dual: &ModelConfig) -> Result<ModelConfig> {
-    let (d, module, from) = detect_inputs(dual)?;
+    let (_, module, from) = detect_inputs(dual)?;
     if module != "DualDDetect" {
         bail!("not a dual-head model (its detect layer is {module}); only dual-head YOLOv9 models are reparameterized");
     }
@@ -52,7 +52,6 @@ pub fn infer_target(dual: &ModelConfig) -> Result<ModelConfig> {
         m.insert("backbone".into(), Value::Sequence(rows[..n_backbone].to_vec()));
         m.insert("head".into(), Value::Sequence(rows[n_backbone..].to_vec()));
     }
-    let _ = d;
     ModelConfig::from_value(raw)
 }
 

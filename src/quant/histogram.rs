@@ -32,8 +32,9 @@ impl Histogram {
     }
 }
 
-/// Adds a batch of activations to `hist` (creating it on the first batch).
-pub fn collect(hist: &mut Option<Histogram>, x: &Tensor) {
+/// Adds a batch of activations to `hist` (creating it on the first batch);
+/// returns the batch's max |x|.
+pub fn collect(hist: &mut Option<Histogram>, x: &Tensor) -> f64 {
     let x = x.detach().to_kind(Kind::Float);
     let x = if x.min().double_value(&[]) < 0.0 { x.abs() } else { x };
     let x_max = x.max().double_value(&[]);
@@ -56,6 +57,7 @@ pub fn collect(hist: &mut Option<Histogram>, x: &Tensor) {
             h.counts = counts;
         }
     }
+    x_max
 }
 
 /// `torch.histc(x, bins, 0, top)` for x in [0, top]: equal bins, `top` in the last.

@@ -125,9 +125,8 @@ pub struct Collect<'a>(pub &'a mut QuantTable);
 impl QuantHook for Collect<'_> {
     fn activation(&mut self, q: QuantId, x: &Tensor) -> Tensor {
         let quant = &mut self.0.quantizers[q];
-        let m = x.detach().abs().max().to_kind(Kind::Double).double_value(&[]);
+        let m = collect(&mut quant.hist, x);
         quant.max_seen = quant.max_seen.max(m);
-        collect(&mut quant.hist, x);
         x.shallow_clone()
     }
     fn weight(&mut self, _: QuantId, w: &Tensor) -> Tensor {
