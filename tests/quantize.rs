@@ -12,7 +12,7 @@ use yolo_qat::eval::validate::{evaluate, EvalOptions};
 use yolo_qat::model::detector::Detector;
 use yolo_qat::model::graph::Op;
 use yolo_qat::quant::calibrate::{calibrate, prepare};
-use yolo_qat::quant::qat::Qat;
+use yolo_qat::quant::qat::{Qat, Supervision};
 use yolo_qat::quant::sensitivity::analyze;
 use yolo_qat::quant::CalibMethod;
 
@@ -92,7 +92,7 @@ fn two_qat_steps_lower_the_loss() {
     let mut m = quantized(TRAINED, 160);
     let l = loader(160, 4);
     let x = batches(&l, 3).last().unwrap();
-    let mut qat = Qat::new(&mut m, None, 1, false);
+    let mut qat = Qat::new(&mut m, None, Supervision::recipe(1), false);
     let first = qat.step(&mut m, &x, 1e-4);
     qat.step(&mut m, &x, 1e-4);
     let third = qat.step(&mut m, &x, 1e-4);

@@ -12,7 +12,7 @@ use crate::gpu_memory::PeakMemory;
 use crate::model::detector::Detector;
 use crate::model::info::gflops;
 use crate::quant::calibrate::{calibrate, prepare};
-use crate::quant::qat::Qat;
+use crate::quant::qat::{Qat, Supervision};
 use crate::quant::CalibMethod;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -125,7 +125,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
             t.elapsed().as_secs_f64()
         }
     };
-    let mut qat = Qat::new(m, None, 1, device.is_cuda());
+    let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
     for _ in 0..a.warmup {
         qat.step(m, x, 1e-6);
     }

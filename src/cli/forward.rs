@@ -19,6 +19,9 @@ pub struct Args {
     output: PathBuf,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also write every top-level layer's output as `layer.I` (for comparing with other runtimes).
+    #[arg(long)]
+    layers: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -40,8 +43,11 @@ pub fn run(a: Args) -> Result<()> {
     let mut keep = vec![g.output];
     keep.extend(&g.heads);
     keep.extend(g.output_aux);
+    let layer_outs: Vec<(usize, _)> = if a.layers { g.layers.iter().enumerate().filter(|(_, l)| l.outputs.len() == 1).map(|(i, l)| (i, l.outputs[0])).collect() } else { vec![] };
+    keep.extend(layer_outs.iter().map(|&(_, v)| v));
     let mut vals = tch::no_grad(|| model.run(&x, &keep));
     let cpu = |t: Tensor| t.to_device(tch::Device::Cpu).contiguous();
+    let layers: Vec<_> = layer_outs.iter().map(|&(i, v)| (format!("layer.{i}"), cpu(vals.get(v).shallow_clone()))).collect();
     let mut out = vec![("output".to_string(), cpu(vals.take(g.output)))];
     for (j, &h) in g.heads.iter().enumerate() {
         out.push((format!("head.{j}"), cpu(vals.take(h))));
@@ -49,6 +55,8 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(aux) = g.output_aux {
         out.push(("output_aux".to_string(), cpu(vals.take(aux))));
     }
+    out.extend(layers);
+
     if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create folder: {e}", dir.display()))?;
     }

@@ -9,7 +9,7 @@ use crate::data::hyp::Hyp;
 use crate::eval::validate::{evaluate, EvalOptions};
 use crate::model::detector::Detector;
 use crate::quant::calibrate::{calibrate, prepare};
-use crate::quant::qat::{lr_for_epoch, Qat};
+use crate::quant::qat::{lr_for_epoch, Qat, Supervision};
 use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic};
 use anyhow::{anyhow, bail, Result};
@@ -56,6 +56,10 @@ pub struct Args {
     pub skip_layers: Vec<String>,
     #[arg(long, default_value_t = 1)]
     pub supervision_stride: usize,
+    /// Also supervise the detect head's raw outputs (not in the reference recipe, which
+    /// never trains the head; see docs/results.md).
+    #[arg(long)]
+    pub supervise_head: bool,
     #[arg(long)]
     pub no_eval_origin: bool,
     #[arg(long)]
@@ -100,6 +104,8 @@ struct Run {
     stem: String,
     rows: Vec<Row>,
     device: Device,
+    /// The report's `run` object; `write_report` adds to it.
+    meta: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Run {
@@ -109,8 +115,11 @@ impl Run {
         Ok(path)
     }
 
-    fn write_report(&self, extra: serde_json::Value) -> Result<()> {
-        let report = serde_json::json!({ "rows": self.rows, "run": extra });
+    fn write_report(&mut self, extra: serde_json::Value) -> Result<()> {
+        if let serde_json::Value::Object(m) = extra {
+            self.meta.extend(m);
+        }
+        let report = serde_json::json!({ "rows": self.rows, "run": self.meta });
         write_atomic(&self.dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())
     }
 }
@@ -128,7 +137,7 @@ pub fn run(a: Args) -> Result<()> {
         return resume(&a, model, dir, &data, hyp, device);
     }
     let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    let mut run = Run { dir, stem, rows: Vec::new(), device };
+    let mut run = Run { dir, stem, rows: Vec::new(), device, meta: Default::default() };
     tch::manual_seed(a.seed as i64);
     let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()));
     let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
@@ -158,7 +167,7 @@ pub fn run(a: Args) -> Result<()> {
     let ptq_name = format!("ptq_ap_{:.4}_{}.safetensors", ptq_ap.unwrap_or(0.0), run.stem);
     run.save(&model, &ptq_name, serde_json::json!({ "stage": "ptq", "ap": ptq_ap }))?;
     print_table(&run.rows);
-    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip }))?;
+    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip, "calib_method": a.calib_method, "supervise_head": a.supervise_head, "lr_scale": a.lr_scale }))?;
     qat(&a, &mut model, None, 0, &loader, &val, &eopts, &mut run, calib_s)
 }
 
@@ -188,7 +197,8 @@ fn resume(a: &Args, mut fp: Detector, dir: PathBuf, data: &DataConfig, hyp: Hyp,
     rows.retain(|r| r.name.strip_prefix("QAT-").and_then(|e| e.parse::<usize>().ok()).is_none_or(|e| e <= epoch));
     let calib_s = report["run"]["calibration_s"].as_f64().unwrap_or(0.0);
     let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    let mut run = Run { dir, stem, rows, device };
+    let meta = report["run"].as_object().cloned().unwrap_or_default();
+    let mut run = Run { dir, stem, rows, device, meta };
     println!("resuming {} after epoch {epoch} from {}", run.dir.display(), path.display());
     let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()));
     let loader = train_loader(data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
@@ -217,7 +227,7 @@ fn qat(
     let s2 = stop.clone();
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
     let amp = run.device.is_cuda();
-    let mut qat = Qat::new(model, teacher, a.supervision_stride, amp);
+    let mut qat = Qat::new(model, teacher, Supervision { stride: a.supervision_stride, head: a.supervise_head }, amp);
     let mut best: Option<Row> = run.rows.iter().find(|r| r.name == "QAT-Best").cloned();
     let mut seen = 0usize;
     let t_all = Instant::now();

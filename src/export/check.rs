@@ -15,7 +15,7 @@
 //!
 //! Reported, not errors: convs of a quantized model that do not read both their
 //! activation and their weight through DequantizeLinear (TensorRT runs them in
-//! FP16/FP32, e.g. skipped layers and the DFL conv), per-tensor weight scales,
+//! FP16/FP32, e.g. skipped layers), per-tensor weight scales,
 //! unused initializers.
 
 use super::onnx_graph::{attr_i, dtype_name, ir_version_for_opset, tensor_values};

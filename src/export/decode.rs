@@ -27,8 +27,13 @@ pub fn decode(g: &mut OnnxGraph, node: &Node, d: &Detect, maps: &[String], level
     let bins = g.node("Reshape", &format!("{p}/bins"), &[&parts[0], &bins_shape], vec![]);
     let bins = g.node("Transpose", &format!("{p}/transpose"), &[&bins], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
     let prob = g.node("Softmax", &format!("{p}/softmax"), &[&bins], vec![("axis", Attr::Int(1))]);
-    let prob = qdq.activation(g, &prob, node.quant.internal, &format!("{p}/conv_input"))?;
-    let w = g.init_f32(&format!("{p}.conv.weight"), &d.dfl_weight.size(), &tensor_f32(&d.dfl_weight)?);
+    let quantized = qdq.activation(g, &prob, node.quant.internal, &format!("{p}/conv_input"))?;
+    let values = tensor_f32(&d.dfl_weight)?;
+    let mut w = g.init_f32(&format!("{p}.conv.weight"), &d.dfl_weight.size(), &values);
+    if quantized != prob {
+        w = qdq.exact_weight(g, &w, &values, d.dfl_weight.size()[0], &format!("{p}/conv")).unwrap_or(w);
+    }
+    let prob = quantized;
     let dist = g.node(
         "Conv",
         &format!("{p}/conv"),

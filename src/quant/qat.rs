@@ -27,6 +27,21 @@ pub fn supervised_layers(num_layers: usize, stride: usize) -> Vec<usize> {
     v
 }
 
+/// What the student imitates: the top-level layers of `supervised_layers(L, stride)` (the
+/// recipe), and with `head` also the detect head's raw per-level maps (not in the recipe: it
+/// lets QAT correct the head's own quantization error, which the recipe never trains).
+#[derive(Clone, Copy, Debug)]
+pub struct Supervision {
+    pub stride: usize,
+    pub head: bool,
+}
+
+impl Supervision {
+    pub fn recipe(stride: usize) -> Supervision {
+        Supervision { stride, head: false }
+    }
+}
+
 pub struct Qat {
     teacher: Graph,
     pub params: FlatParams,
@@ -34,7 +49,7 @@ pub struct Qat {
     pub scale: LossScale,
     weights: FlatWeightQuant,
     supervised: Vec<ValueId>,
-    /// Nodes the supervised outputs depend on (the detect head is not among them).
+    /// Nodes the supervised outputs depend on (the detect head only with `Supervision::head`).
     needed: Vec<bool>,
     half: bool,
 }
@@ -43,7 +58,7 @@ impl Qat {
     /// Freezes a teacher copy of `student`'s FP weights and makes the student
     /// trainable; `half` computes in fp16 with fp32 master weights (mixed precision).
     /// `teacher`: the FP graph to imitate (default: a copy of the student before training).
-    pub fn new(student: &mut Detector, teacher: Option<Graph>, supervision_stride: usize, half: bool) -> Qat {
+    pub fn new(student: &mut Detector, teacher: Option<Graph>, supervision: Supervision, half: bool) -> Qat {
         let mut teacher = teacher.unwrap_or_else(|| student.graph.deep_clone());
         let device = teacher.convs().next().map_or(tch::Device::Cpu, |(_, c)| c.weight.device());
         if half {
@@ -54,11 +69,14 @@ impl Qat {
         let q = student.quant.as_ref().expect("QAT needs a quantized student");
         let weights = FlatWeightQuant::new(&student.graph, &params, &q.table);
         let g = &student.graph;
-        let supervised: Vec<ValueId> = supervised_layers(g.layers.len(), supervision_stride)
+        let mut supervised: Vec<ValueId> = supervised_layers(g.layers.len(), supervision.stride)
             .into_iter()
             .filter(|&i| g.layers[i].outputs.len() == 1)
             .map(|i| g.layers[i].outputs[0])
             .collect();
+        if supervision.head {
+            supervised.extend(&g.heads);
+        }
         let needed = g.needed_nodes(&supervised);
         let adam = Adam::new(&params.flat);
         Qat { teacher, params, adam, scale: LossScale::default(), weights, supervised, needed, half }
