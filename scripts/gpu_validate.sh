@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU measurements of docs/results.md and docs/perf.md on a CUDA machine
 # that has the release binary at dist/yolo-qat and a torch 2.11 install (for libtorch).
-#   scripts/gpu_validate.sh STAGE... ; stages: data eval bench quant384 quant640 sensitive skip
+#   scripts/gpu_validate.sh STAGE... ; stages: data eval bench quant384 quant640 quant384lrN
+#   sensitive skip deploy ptq-METHOD-SEED headSIZEeEPOCHSlrSCALE q:NAME:EPOCHS:IMGSZ:FLAG,FLAG
 # Logs go to $OUT (default runs/gpu_validate); the last lines printed are a summary.
 set -uo pipefail
 OUT="${OUT:-runs/gpu_validate}"
@@ -68,6 +69,23 @@ for stage in "$@"; do
       cp /tmp/q/$name/report.json "$OUT/report_$name.json" 2>/dev/null
       note "quantize 384 $name ${extra[*]} ($(cat /tmp/last_time) s): $(python3 -c "import json;d=json.load(open('/tmp/q/$name/report.json'));print([(r['name'], round(r['map'],4)) for r in d['rows']])")"
     done ;;
+  ptq-*)
+    # ptq-METHOD-SEED: calibration only (no QAT), e.g. ptq-mse-57, ptq-percentile-57.
+    IFS=- read -r _ method seed <<< "$stage"
+    timed $Y quantize --weights $W --data $D --imgsz 384 --device cuda:0 --epochs 0 --no-eval-origin --calib-method $method --seed $seed --project /tmp/q --name $stage --exist-ok > "$OUT/$stage.log" 2>&1
+    note "$stage ($(cat /tmp/last_time) s): $(python3 -c "import json;d=json.load(open('/tmp/q/$stage/report.json'));print([(r['name'], round(r['map'],4)) for r in d['rows']])")" ;;
+  head*)
+    # headSIZEeEPOCHSlrSCALE: QAT with --supervise-head, e.g. head384e3lr1.
+    s=${stage#head}; ep=${s#*e}; ep=${ep%%lr*}; lr=${s##*lr}; s=${s%%e*}
+    timed $Y quantize --weights $W --data $D --imgsz $s --device cuda:0 --epochs $ep --lr-scale $lr --supervise-head --no-eval-origin --project /tmp/q --name $stage --exist-ok > "$OUT/$stage.log" 2>&1
+    cp /tmp/q/$stage/report.json "$OUT/report_$stage.json" 2>/dev/null
+    note "$stage ($(cat /tmp/last_time) s): $(python3 -c "import json;d=json.load(open('/tmp/q/$stage/report.json'));print([(r['name'], round(r['map'],4)) for r in d['rows']])")" ;;
+  q:*)
+    # q:NAME:EPOCHS:IMGSZ:FLAG,FLAG,... e.g. q:refties:0:384:--ties,reference (commas become spaces).
+    IFS=: read -r _ name ep s flags <<< "$stage"
+    timed $Y quantize --weights $W --data $D --imgsz $s --device cuda:0 --epochs $ep --no-eval-origin ${flags//,/ } --project /tmp/q --name $name --exist-ok > "$OUT/$name.log" 2>&1
+    cp /tmp/q/$name/report.json "$OUT/report_$name.json" 2>/dev/null
+    note "$name [${flags//,/ }] ($(cat /tmp/last_time) s): $(python3 -c "import json;d=json.load(open('/tmp/q/$name/report.json'));print([(r['name'], round(r['map'],4)) for r in d['rows']], d['run'].get('qat_images_per_s'))")" ;;
   *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done

@@ -11,7 +11,8 @@ use yolo_qat::data::val_set::{ValSet, ValSetOptions};
 use yolo_qat::eval::validate::{evaluate, EvalOptions};
 use yolo_qat::model::detector::Detector;
 use yolo_qat::model::graph::Op;
-use yolo_qat::quant::calibrate::{calibrate, prepare};
+use yolo_qat::quant::calibrate::{calibrate, prepare, prepare_with, PrepareOptions};
+use yolo_qat::quant::tying::TieScope;
 use yolo_qat::quant::qat::{Qat, Supervision};
 use yolo_qat::quant::sensitivity::analyze;
 use yolo_qat::quant::CalibMethod;
@@ -71,6 +72,39 @@ fn placement_and_ties_on_gelan_c_mini() {
     // ADown: the avg-pool output quantizer is cv1's input quantizer.
     let pool = by_name("model.3.avg_pool");
     assert_eq!(pool.quant.output.unwrap().quant, by_name("model.3.cv1").quant.inputs[0].unwrap().quant);
+}
+
+#[test]
+fn reference_tie_scope_ties_only_block_concats() {
+    let mut m = load(Path::new(MINI)).unwrap();
+    let ties = prepare_with(&mut m, &PrepareOptions { ties: TieScope::Reference, ..PrepareOptions::new(CalibMethod::Mse) }).unwrap();
+    // The 8 RepNCSPELAN4 concats; not SPPELAN (its pools are not conv inputs) and not the
+    // neck Concat layers' own input quantizers.
+    assert_eq!(ties.len(), 8, "{ties:#?}");
+    let q = m.quant.as_ref().unwrap();
+    // 302 placed, 32 merged (5 conv inputs per group become one) vs 45 with every junction tied.
+    assert_eq!(q.table.len(), 302 - 8 * 4);
+    for g in &q.groups {
+        assert!(g.members.iter().all(|s| s.ends_with(" input") && s.contains(".cv")), "{:?}", g.members);
+        assert!(g.members.iter().any(|s| s.ends_with(".cv4 input")), "major is the block's cv4: {:?}", g.members);
+    }
+    assert!(TieScope::parse("some").unwrap_err().to_string().contains("--ties some"));
+}
+
+#[test]
+fn dfl_input_takes_unit_amax_unless_calibrated() {
+    let dfl_amax = |m: &Detector| {
+        let q = m.quant.as_ref().unwrap();
+        let slot = m.graph.nodes.iter().find_map(|n| matches!(n.op, Op::Detect(_)).then_some(n.quant.internal).flatten()).unwrap();
+        q.table.quantizers[slot.quant].amax_f64().unwrap()
+    };
+    let m = quantized(TRAINED, 160);
+    assert_eq!(dfl_amax(&m), 1.0);
+    let mut m = load(Path::new(TRAINED)).unwrap();
+    prepare_with(&mut m, &PrepareOptions { dfl_unit_range: false, ..PrepareOptions::new(CalibMethod::Mse) }).unwrap();
+    calibrate(&mut m, batches(&loader(160, 4), 2), CalibMethod::Mse).unwrap();
+    let calibrated = dfl_amax(&m);
+    assert!(calibrated > 0.0 && calibrated < 1.0, "MSE on softmax probabilities clips below 1: {calibrated}");
 }
 
 #[test]

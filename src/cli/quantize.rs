@@ -8,7 +8,8 @@ use crate::data::config::DataConfig;
 use crate::data::hyp::Hyp;
 use crate::eval::validate::{evaluate, EvalOptions};
 use crate::model::detector::Detector;
-use crate::quant::calibrate::{calibrate, prepare};
+use crate::quant::calibrate::{calibrate, prepare_with, PrepareOptions};
+use crate::quant::tying::TieScope;
 use crate::quant::qat::{lr_for_epoch, Qat, Supervision};
 use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic};
@@ -73,6 +74,14 @@ pub struct Args {
     /// Activation amax from histograms: mse, percentile, entropy or max.
     #[arg(long, default_value = "mse")]
     pub calib_method: String,
+    /// Which junctions share one quantizer: `all` (every Concat and MaxPool, what TensorRT
+    /// needs; the recipe) or `reference` (only what the reference's ONNX walk finds).
+    #[arg(long, default_value = "all")]
+    pub ties: String,
+    /// Calibrate the DFL conv's input like any other (the reference's way) instead of giving
+    /// it amax 1, the known range of the softmax probabilities it reads.
+    #[arg(long)]
+    pub calibrate_dfl: bool,
     /// Continue the run in --project/--name from its last finished epoch.
     #[arg(long)]
     pub resume: bool,
@@ -127,6 +136,7 @@ impl Run {
 pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let method = CalibMethod::parse(&a.calib_method)?;
+    let ties = TieScope::parse(&a.ties)?;
     let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
     let mut skip = parse_layers(&a.skip_layers, model.graph.layers.len())?;
     if a.no_last_layer {
@@ -151,7 +161,7 @@ pub fn run(a: Args) -> Result<()> {
         run.rows.push(Row::new("Origin", &r));
     }
     let t0 = Instant::now();
-    for line in prepare(&mut model, &skip, method)? {
+    for line in prepare_with(&mut model, &PrepareOptions { skip_layers: skip.clone(), method, ties, dfl_unit_range: !a.calibrate_dfl })? {
         println!("{line}");
     }
     let to_tensor = |b: crate::data::train_loader::TrainBatch| batch_tensor(&b.images, b.batch, b.size, b.size, device);
@@ -167,7 +177,7 @@ pub fn run(a: Args) -> Result<()> {
     let ptq_name = format!("ptq_ap_{:.4}_{}.safetensors", ptq_ap.unwrap_or(0.0), run.stem);
     run.save(&model, &ptq_name, serde_json::json!({ "stage": "ptq", "ap": ptq_ap }))?;
     print_table(&run.rows);
-    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip, "calib_method": a.calib_method, "supervise_head": a.supervise_head, "lr_scale": a.lr_scale }))?;
+    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip, "calib_method": a.calib_method, "ties": a.ties, "calibrate_dfl": a.calibrate_dfl, "supervise_head": a.supervise_head, "lr_scale": a.lr_scale }))?;
     qat(&a, &mut model, None, 0, &loader, &val, &eopts, &mut run, calib_s)
 }
 
@@ -250,9 +260,11 @@ fn qat(
             bar.set_message(format!("loss {:.5} lr {lr:.0e}", loss_sum / (i + 1) as f64));
         }
         bar.finish();
+        let mean_loss = loss_sum / a.iters.max(1) as f64;
+        println!("epoch {epoch}: mean loss {mean_loss:.5}, lr {lr:.0e}");
         let r = evaluate(model, val, &eopts.in_dir(&run.dir.join(format!("eval_qat_ep{epoch}"))))?;
         let row = Row::new(&format!("QAT-{epoch}"), &r);
-        let info = serde_json::json!({ "stage": "qat", "epoch": epoch, "ap": r.map, "loss": loss_sum / a.iters.max(1) as f64 });
+        let info = serde_json::json!({ "stage": "qat", "epoch": epoch, "ap": r.map, "loss": mean_loss });
         run.save(model, &format!("qat_ep_{epoch}_ap_{:.4}_{}.safetensors", r.map, run.stem), info.clone())?;
         if best.as_ref().is_none_or(|b: &Row| r.map > b.map) {
             run.save(model, &format!("qat_best_{}.safetensors", run.stem), info)?;
@@ -263,7 +275,10 @@ fn qat(
         run.rows.extend(best.clone());
         print_table(&run.rows);
         let ips = seen as f64 / t_all.elapsed().as_secs_f64();
-        run.write_report(serde_json::json!({ "calibration_s": calib_s, "qat_images_per_s": ips, "epochs_done": epoch + 1 }))?;
+        let mut losses = run.meta.get("loss_per_epoch").and_then(|v| v.as_array().cloned()).unwrap_or_default();
+        losses.truncate(epoch);
+        losses.push(mean_loss.into());
+        run.write_report(serde_json::json!({ "calibration_s": calib_s, "qat_images_per_s": ips, "epochs_done": epoch + 1, "loss_per_epoch": losses }))?;
     }
     Ok(())
 }

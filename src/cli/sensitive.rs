@@ -4,7 +4,8 @@ use super::common::{eval_set, open_fp, train_loader};
 use super::parse_device;
 use super::quantize::batch_tensor;
 use crate::eval::validate::{evaluate, EvalOptions};
-use crate::quant::calibrate::{calibrate, prepare};
+use crate::quant::calibrate::{calibrate, prepare_with, PrepareOptions};
+use crate::quant::tying::TieScope;
 use crate::quant::sensitivity::analyze;
 use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic};
@@ -39,6 +40,14 @@ pub struct Args {
     calib_batches: usize,
     #[arg(long, default_value = "mse")]
     calib_method: String,
+    /// Which junctions share one quantizer: `all` (every Concat and MaxPool, what TensorRT
+    /// needs; the recipe) or `reference` (only what the reference's ONNX walk finds).
+    #[arg(long, default_value = "all")]
+    ties: String,
+    /// Calibrate the DFL conv's input like any other (the reference's way) instead of giving
+    /// it amax 1, the known range of the softmax probabilities it reads.
+    #[arg(long)]
+    calibrate_dfl: bool,
     #[arg(long, default_value_t = 57)]
     seed: u64,
 }
@@ -46,6 +55,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let method = CalibMethod::parse(&a.calib_method)?;
+    let ties = TieScope::parse(&a.ties)?;
     let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
     let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
@@ -55,7 +65,7 @@ pub fn run(a: Args) -> Result<()> {
         val = val.limit(n);
     }
     model.to(device, Kind::Float);
-    prepare(&mut model, &[], method)?;
+    prepare_with(&mut model, &PrepareOptions { ties, dfl_unit_range: !a.calibrate_dfl, ..PrepareOptions::new(method) })?;
     let batches = loader.iter_forever(0).take(a.calib_batches).map(|b| batch_tensor(&b.images, b.batch, b.size, b.size, device));
     calibrate(&mut model, batches, method)?;
     let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device);

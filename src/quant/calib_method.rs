@@ -19,9 +19,16 @@ impl CalibMethod {
         Ok(match s {
             "mse" => CalibMethod::Mse,
             "percentile" => CalibMethod::Percentile(99.99),
+            _ if s.starts_with("percentile=") => {
+                let p: f64 = s["percentile=".len()..].parse().map_err(|_| anyhow::anyhow!("--calib-method {s}: the percentile is not a number"))?;
+                if !(p > 0.0 && p <= 100.0) {
+                    bail!("--calib-method {s}: the percentile must be in (0, 100]");
+                }
+                CalibMethod::Percentile(p)
+            }
             "entropy" => CalibMethod::Entropy,
             "max" => CalibMethod::Max,
-            _ => bail!("--calib-method {s}: expected mse, percentile, entropy or max"),
+            _ => bail!("--calib-method {s}: expected mse, percentile (99.99), percentile=P, entropy or max"),
         })
     }
 
@@ -181,5 +188,8 @@ mod tests {
     fn parse_names() {
         assert_eq!(CalibMethod::parse("mse").unwrap(), CalibMethod::Mse);
         assert!(CalibMethod::parse("foo").unwrap_err().to_string().contains("--calib-method foo"));
+        assert_eq!(CalibMethod::parse("percentile=99.999").unwrap(), CalibMethod::Percentile(99.999));
+        assert!(CalibMethod::parse("percentile=101").is_err());
+        assert!(CalibMethod::parse("percentile=x").is_err());
     }
 }

@@ -20,11 +20,13 @@ pub struct Quantizer {
     pub params: Option<QParams>,
     /// Where it was first placed, e.g. `model.3.cv1 input` (for logs and reports).
     pub label: String,
+    /// amax known by construction, used instead of calibration (see `PrepareOptions`).
+    pub known_amax: Option<f64>,
 }
 
 impl Quantizer {
     pub fn new(per_channel: bool, label: String) -> Self {
-        Quantizer { per_channel, amax: None, hist: None, max_seen: 0.0, params: None, label }
+        Quantizer { per_channel, amax: None, hist: None, max_seen: 0.0, params: None, label, known_amax: None }
     }
 
     pub fn amax_f64(&self) -> Option<f64> {
@@ -39,6 +41,7 @@ impl Quantizer {
             max_seen: self.max_seen,
             params: None,
             label: self.label.clone(),
+            known_amax: self.known_amax,
         }
     }
 }
@@ -67,6 +70,7 @@ impl QuantTable {
         let mut missing = 0;
         for q in self.quantizers.iter_mut().filter(|q| !q.per_channel) {
             match &q.hist {
+                Some(h) if q.known_amax.is_some() => q.amax = Some(Tensor::from(q.known_amax.unwrap_or(1.0) as f32).to_device(h.counts.device())),
                 Some(h) => {
                     let amax = compute_amax(h, q.max_seen, method);
                     q.amax = Some(Tensor::from(amax as f32).to_device(h.counts.device()));

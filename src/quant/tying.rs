@@ -1,10 +1,32 @@
 //! Scale tying (recipe §2): quantizers meeting at a Concat or a MaxPool become one,
 //! so TensorRT runs the junction in INT8 without re-quantizing. Found by a walk
 //! over the model's own graph, every junction included (the reference's ONNX walk
-//! misses SPPELAN's pools).
+//! misses SPPELAN's pools and the top-level Concat layers' own input quantizers).
+//! `TieScope::Reference` reproduces the reference's narrower set, for comparison.
 
 use super::quantizer::QuantTable;
 use crate::model::graph::{Graph, Op, QuantId, ValueId};
+
+/// Which junctions are tied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TieScope {
+    /// Every Concat and MaxPool junction (recipe §2; what TensorRT needs).
+    All,
+    /// What the reference's ONNX walk finds: at each Concat, the conv input quantizers
+    /// reading its output or one of its inputs directly; nothing at max-pools (they are
+    /// quantized after its walk) and not the Concat layers' own input quantizers.
+    Reference,
+}
+
+impl TieScope {
+    pub fn parse(s: &str) -> anyhow::Result<TieScope> {
+        match s {
+            "all" => Ok(TieScope::All),
+            "reference" => Ok(TieScope::Reference),
+            _ => anyhow::bail!("--ties {s}: expected all or reference"),
+        }
+    }
+}
 
 /// One set of quantizers made one: the survivor and the labels of all members.
 #[derive(Debug, Clone)]
@@ -43,19 +65,35 @@ fn quantizers_of(graph: &Graph, consumers: &[Vec<(usize, usize)>], producers: &[
     qs
 }
 
-/// Ties quantizers across every Concat and MaxPool, rewrites the slots to the
+/// Input quantizers of the convs that read value `v`.
+fn conv_quantizers_of(graph: &Graph, consumers: &[Vec<(usize, usize)>], v: ValueId) -> Vec<QuantId> {
+    consumers[v]
+        .iter()
+        .filter(|&&(n, _)| matches!(graph.nodes[n].op, Op::Conv(_)))
+        .filter_map(|&(n, k)| graph.nodes[n].quant.inputs[k].map(|s| s.quant))
+        .collect()
+}
+
+/// Ties quantizers across the junctions of `scope`, rewrites the slots to the
 /// survivors, drops the merged quantizers, and returns the groups formed.
-pub fn tie(graph: &mut Graph, table: &mut QuantTable) -> Vec<TieGroup> {
+pub fn tie(graph: &mut Graph, table: &mut QuantTable, scope: TieScope) -> Vec<TieGroup> {
     let consumers = graph.consumers();
     let producers = graph.producers();
     let mut uf = UnionFind((0..table.len()).collect());
     for node in &graph.nodes {
-        if !matches!(node.op, Op::Concat | Op::MaxPool { .. }) {
+        let junction = match scope {
+            TieScope::All => matches!(node.op, Op::Concat | Op::MaxPool { .. }),
+            TieScope::Reference => matches!(node.op, Op::Concat),
+        };
+        if !junction {
             continue;
         }
         let mut qs = Vec::new();
         for &v in node.inputs.iter().chain(&node.outputs) {
-            qs.extend(quantizers_of(graph, &consumers, &producers, v));
+            match scope {
+                TieScope::All => qs.extend(quantizers_of(graph, &consumers, &producers, v)),
+                TieScope::Reference => qs.extend(conv_quantizers_of(graph, &consumers, v)),
+            }
         }
         for w in qs.windows(2) {
             uf.union(w[0], w[1]);
