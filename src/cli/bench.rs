@@ -127,12 +127,12 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     };
     let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
     for _ in 0..a.warmup {
-        qat.step(m, x, 1e-6);
+        let _ = qat.step(m, x, 1e-6);
     }
     sync(device);
     let t = Instant::now();
     for _ in 0..a.iters {
-        qat.step(m, x, 1e-6);
+        let _ = qat.step(m, x, 1e-6);
     }
     sync(device);
     let step_s = t.elapsed().as_secs_f64() / a.iters as f64;
@@ -147,7 +147,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         let mut n = 0;
         for b in l.iter_forever(1).take(a.iters) {
             let xb = batch_tensor(&b.images, b.batch, b.size, b.size, device);
-            qat.step(m, &xb, 1e-6);
+            let _ = qat.step(m, &xb, 1e-6);
             n += b.batch;
         }
         sync(device);

@@ -246,7 +246,10 @@ fn qat(
         let bar = ProgressBar::new(a.iters as u64);
         bar.set_style(ProgressStyle::with_template("QAT {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
         bar.set_prefix(format!("epoch {epoch}/{}", a.epochs));
-        let mut loss_sum = 0.0;
+        // The loss is summed on the device and read only for the progress bar (every
+        // 10 steps), so the host never waits for the GPU within a step.
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, run.device));
+        let mut shown = String::new();
         for (i, b) in loader.iter_forever(1 + epoch as u64).take(a.iters).enumerate() {
             if stop.load(Ordering::SeqCst) {
                 bar.abandon();
@@ -256,11 +259,14 @@ fn qat(
             let loss = catch_oom(|| qat.step(model, &x, lr))?;
             seen += b.batch;
             loss_sum += loss;
+            if i % 10 == 9 {
+                shown = format!("loss {:.5} lr {lr:.0e}", loss_sum.double_value(&[]) / (i + 1) as f64);
+            }
             bar.set_position(i as u64 + 1);
-            bar.set_message(format!("loss {:.5} lr {lr:.0e}", loss_sum / (i + 1) as f64));
+            bar.set_message(shown.clone());
         }
         bar.finish();
-        let mean_loss = loss_sum / a.iters.max(1) as f64;
+        let mean_loss = loss_sum.double_value(&[]) / a.iters.max(1) as f64;
         println!("epoch {epoch}: mean loss {mean_loss:.5}, lr {lr:.0e}");
         let r = evaluate(model, val, &eopts.in_dir(&run.dir.join(format!("eval_qat_ep{epoch}"))))?;
         let row = Row::new(&format!("QAT-{epoch}"), &r);
@@ -284,8 +290,12 @@ fn qat(
 }
 
 /// A u8 (B,3,H,W) batch as float in [0,1] on `device`.
+/// On CUDA the bytes go through pinned memory with an asynchronous copy, so the upload
+/// does not wait for the work already queued on the GPU.
 pub fn batch_tensor(images: &[u8], b: usize, h: usize, w: usize, device: Device) -> Tensor {
-    Tensor::from_slice(images).view([b as i64, 3, h as i64, w as i64]).to_device(device).to_kind(Kind::Float) / 255.0
+    let host = Tensor::from_slice(images).view([b as i64, 3, h as i64, w as i64]);
+    let x = if device.is_cuda() { host.pin_memory(device).to_device_(device, Kind::Uint8, true, false) } else { host };
+    x.to_kind(Kind::Float) / 255.0
 }
 
 thread_local! {

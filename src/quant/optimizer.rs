@@ -67,10 +67,13 @@ impl FlatParams {
 }
 
 /// Adam (no weight decay) on a flat buffer, skipping steps with inf/NaN gradients.
+/// Everything stays on the device (the step count too): a step never waits for the
+/// GPU, so the host can queue the next batch while this one runs.
 pub struct Adam {
     m: Tensor,
     v: Tensor,
-    pub steps: i64,
+    /// Steps taken (skipped ones not counted), a float scalar on the device.
+    steps: Tensor,
     betas: (f64, f64),
     eps: f64,
 }
@@ -78,58 +81,87 @@ pub struct Adam {
 impl Adam {
     pub fn new(like: &Tensor) -> Adam {
         let z = like.detach().zeros_like();
-        Adam { m: z.copy(), v: z, steps: 0, betas: (0.9, 0.999), eps: 1e-8 }
+        let steps = Tensor::zeros([], (Kind::Float, like.device()));
+        Adam { m: z.copy(), v: z, steps, betas: (0.9, 0.999), eps: 1e-8 }
     }
 
-    /// One step from `param`'s gradient divided by `loss_scale`; false (and no
-    /// update) if any gradient is inf/NaN. Clears the gradient.
-    pub fn step(&mut self, param: &mut Tensor, lr: f64, loss_scale: f64) -> bool {
+    /// One step from `param`'s gradient times `inv_scale` (1 / loss scale, a device
+    /// scalar). Returns `found_inf` (a device scalar, 1 where some gradient was inf/NaN
+    /// and nothing was updated). Clears the gradient.
+    pub fn step(&mut self, param: &mut Tensor, lr: f64, inv_scale: &Tensor) -> Tensor {
         let grad = param.grad();
         if !grad.defined() {
-            return true;
+            return Tensor::zeros([], (Kind::Float, param.device()));
         }
-        let g = &grad / loss_scale;
-        let finite = g.isfinite().all().int64_value(&[]) != 0;
-        if finite {
-            self.steps += 1;
-            let (b1, b2) = self.betas;
-            tch::no_grad(|| {
-                let _ = self.m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                let _ = self.v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
-                let bc1 = 1.0 - b1.powi(self.steps as i32);
-                let bc2 = 1.0 - b2.powi(self.steps as i32);
-                let denom = self.v.sqrt() / bc2.sqrt() + self.eps;
-                let _ = param.g_sub_(&(&self.m / denom * (lr / bc1)));
-            });
-        }
-        param.zero_grad();
-        finite
+        let (b1, b2) = self.betas;
+        tch::no_grad(|| {
+            let g = &grad * inv_scale;
+            let bad = g.isfinite().all().logical_not();
+            let ok = bad.logical_not().to_kind(Kind::Float);
+            let _ = self.steps.g_add_(&ok);
+            let m = &self.m * b1 + &g * (1.0 - b1);
+            let v = &self.v * b2 + g.square() * (1.0 - b2);
+            // Bias corrections from the on-device step count (inf/NaN only where masked out).
+            let bc1 = Tensor::pow_scalar(b1, &self.steps).neg() + 1.0;
+            let bc2 = Tensor::pow_scalar(b2, &self.steps).neg() + 1.0;
+            let update = &m / (v.sqrt() / bc2.sqrt() + self.eps) * (bc1.reciprocal() * lr);
+            let _ = param.g_sub_(&update.where_scalarother(&bad.logical_not(), 0.0));
+            self.m.copy_(&self.m.where_self(&bad, &m));
+            self.v.copy_(&self.v.where_self(&bad, &v));
+            param.zero_grad();
+            bad.to_kind(Kind::Float)
+        })
+    }
+
+    /// Steps taken so far (reads the device: for reports, not for the training loop).
+    pub fn steps_taken(&self) -> i64 {
+        self.steps.double_value(&[]) as i64
     }
 }
 
-/// Dynamic loss scale: halves on overflow, doubles after 2000 clean steps.
+/// Dynamic loss scale on the device: halves on overflow, doubles after 2000 clean steps
+/// (ATen's `_amp_update_scale_`, as PyTorch's GradScaler).
 pub struct LossScale {
-    pub scale: f64,
-    clean: u32,
-}
-
-impl Default for LossScale {
-    fn default() -> Self {
-        LossScale { scale: 65536.0, clean: 0 }
-    }
+    pub scale: Tensor,
+    growth: Tensor,
 }
 
 impl LossScale {
-    pub fn update(&mut self, finite: bool) {
-        if finite {
-            self.clean += 1;
-            if self.clean == 2000 {
-                self.scale *= 2.0;
-                self.clean = 0;
-            }
-        } else {
-            self.scale *= 0.5;
-            self.clean = 0;
-        }
+    pub fn new(device: tch::Device) -> LossScale {
+        LossScale { scale: Tensor::from(65536f32).to_device(device), growth: Tensor::from(0i32).to_device(device) }
+    }
+
+    pub fn update(&mut self, found_inf: &Tensor) {
+        let _ = self.scale.internal_amp_update_scale_(&self.growth, found_inf, 2.0, 0.5, 2000);
+    }
+
+    /// The current scale (reads the device).
+    pub fn value(&self) -> f64 {
+        self.scale.double_value(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_matches_the_textbook_and_skips_nonfinite_gradients() {
+        let mut p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let mut adam = Adam::new(&p);
+        let one = Tensor::from(1f32);
+        // Gradient (0.5, -0.5): the first Adam step moves each parameter by lr against its sign.
+        (&p * Tensor::from_slice(&[0.5f32, -0.5])).sum(Kind::Float).backward();
+        let bad = adam.step(&mut p, 0.1, &one);
+        assert_eq!(bad.double_value(&[]), 0.0);
+        let got: Vec<f32> = Vec::try_from(p.detach()).unwrap();
+        assert!((got[0] - 0.9).abs() < 1e-5 && (got[1] + 1.9).abs() < 1e-5, "{got:?}");
+        // An inf gradient: reported, nothing changes, the step count stays.
+        (&p * Tensor::from_slice(&[f32::INFINITY, 1.0])).sum(Kind::Float).backward();
+        let bad = adam.step(&mut p, 0.1, &one);
+        assert_eq!(bad.double_value(&[]), 1.0);
+        let after: Vec<f32> = Vec::try_from(p.detach()).unwrap();
+        assert_eq!(got, after);
+        assert_eq!(adam.steps_taken(), 1);
     }
 }

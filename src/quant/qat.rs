@@ -79,11 +79,13 @@ impl Qat {
         }
         let needed = g.needed_nodes(&supervised);
         let adam = Adam::new(&params.flat);
-        Qat { teacher, params, adam, scale: LossScale::default(), weights, supervised, needed, half }
+        let scale = LossScale::new(device);
+        Qat { teacher, params, adam, scale, weights, supervised, needed, half }
     }
 
-    /// One step on batch `x`; returns the loss (sum over layers of per-item MSE, summed over the batch).
-    pub fn step(&mut self, student: &mut Detector, x: &Tensor, lr: f64) -> f64 {
+    /// One step on batch `x`; returns the loss (sum over layers of per-item MSE, summed
+    /// over the batch) as a device scalar. Nothing here waits for the GPU.
+    pub fn step(&mut self, student: &mut Detector, x: &Tensor, lr: f64) -> Tensor {
         let keep = &self.supervised;
         let only = Some(self.needed.as_slice());
         let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
@@ -99,16 +101,19 @@ impl Qat {
             let d = outs.get(v).to_kind(Kind::Float) - targets.get(v).to_kind(Kind::Float);
             loss += d.square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
         }
-        let value = loss.double_value(&[]);
-        let scale = if self.half { self.scale.scale } else { 1.0 };
-        (&loss * scale).backward();
-        drop(outs);
-        let finite = self.adam.step(&mut self.params.flat, lr, scale);
         if self.half {
-            self.scale.update(finite);
+            (&loss * &self.scale.scale).backward();
+        } else {
+            loss.backward();
+        }
+        drop(outs);
+        let inv_scale = if self.half { self.scale.scale.reciprocal() } else { Tensor::ones([], (Kind::Float, x.device())) };
+        let found_inf = self.adam.step(&mut self.params.flat, lr, &inv_scale);
+        if self.half {
+            self.scale.update(&found_inf);
         }
         self.params.bind_master(&mut student.graph);
-        value
+        loss.detach()
     }
 }
 
