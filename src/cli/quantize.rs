@@ -290,12 +290,10 @@ fn qat(
 }
 
 /// A u8 (B,3,H,W) batch as float in [0,1] on `device`.
-/// On CUDA the bytes go through pinned memory with an asynchronous copy, so the upload
-/// does not wait for the work already queued on the GPU.
+/// (A pinned, asynchronous upload measured no faster, and tch can pin only through
+/// libtorch's deprecated `pin_memory(device)`, which warns on every call.)
 pub fn batch_tensor(images: &[u8], b: usize, h: usize, w: usize, device: Device) -> Tensor {
-    let host = Tensor::from_slice(images).view([b as i64, 3, h as i64, w as i64]);
-    let x = if device.is_cuda() { host.pin_memory(device).to_device_(device, Kind::Uint8, true, false) } else { host };
-    x.to_kind(Kind::Float) / 255.0
+    Tensor::from_slice(images).view([b as i64, 3, h as i64, w as i64]).to_device(device).to_kind(Kind::Float) / 255.0
 }
 
 thread_local! {
