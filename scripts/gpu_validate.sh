@@ -28,8 +28,11 @@ for stage in "$@"; do
     done ;;
   bench)
     for b in 10 32; do
-      $Y bench qat --cfg configs/gelan-c.yaml --imgsz 640 --batch-size $b --iters 30 --warmup 5 --data $D > "$OUT/bench_qat$b.log" 2>&1
-      note "bench qat gelan-c 640 b$b: $(tail -1 "$OUT/bench_qat$b.log")"
+      for mode in graph eager; do
+        extra=(); [ $mode = eager ] && extra=(--no-cuda-graph)
+        $Y bench qat --cfg configs/gelan-c.yaml --imgsz 640 --batch-size $b --iters 30 --warmup 5 --data $D "${extra[@]}" > "$OUT/bench_qat$b$mode.log" 2>&1
+        note "bench qat gelan-c 640 b$b $mode: $(tail -1 "$OUT/bench_qat$b$mode.log")"
+      done
     done
     $Y bench infer --cfg configs/gelan-c.yaml --imgsz 640 --batch-size 32 --iters 30 > "$OUT/bench_infer.log" 2>&1
     note "bench infer gelan-c 640 b32 fp16: $(tail -1 "$OUT/bench_infer.log")" ;;

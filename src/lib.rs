@@ -5,7 +5,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod eval;
-pub mod gpu_memory;
+pub mod cuda;
 pub mod export;
 pub mod model;
 pub mod quant;

@@ -687,7 +687,7 @@ fn ptq_export_of_the_trained_model_on_real_images() {
     use yolo_qat::data::val_set::{ValSet, ValSetOptions};
     let data = DataConfig::load(Path::new("../shared/data/shapes-mini/shapes.yaml")).unwrap();
     let options = ValSetOptions { imgsz: 320, batch_size: 8, rect: false, ..Default::default() };
-    let (train, val) = (ValSet::load(&data.train, data.nc(), options.clone()).unwrap(), ValSet::load(&data.val, data.nc(), options).unwrap());
+    let (train, val) = (ValSet::load(&data.train, data.nc(), options).unwrap(), ValSet::load(&data.val, data.nc(), options).unwrap());
     let as_tensor = |set: &ValSet, i: usize| {
         let b = set.load_batch(i).unwrap();
         Tensor::from_slice(&b.images).view([b.batch as i64, 3, b.height as i64, b.width as i64]).to_kind(Kind::Float) / 255.0

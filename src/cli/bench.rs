@@ -2,13 +2,14 @@
 //! a yaml (or real weights), synthetic inputs resident on the device unless
 //! `--data` asks for the real training loader.
 
+use crate::cli::quantize::catch_oom;
 use super::common::train_loader;
 use super::parse_device;
 use super::quantize::batch_tensor;
 use crate::checkpoint::load::{load, random};
 use crate::data::config::DataConfig;
 use crate::data::hyp::Hyp;
-use crate::gpu_memory::PeakMemory;
+use crate::cuda::memory::PeakMemory;
 use crate::model::detector::Detector;
 use crate::model::info::gflops;
 use crate::quant::calibrate::{calibrate, prepare};
@@ -46,6 +47,9 @@ pub struct Args {
     hyp: PathBuf,
     #[arg(long, default_value_t = 26)]
     calib_batches: usize,
+    /// Launch every QAT kernel one by one instead of replaying a CUDA graph.
+    #[arg(long)]
+    no_cuda_graph: bool,
 }
 
 fn sync(d: Device) {
@@ -126,6 +130,13 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         }
     };
     let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
+    let mut graphed = false;
+    if device.is_cuda() && !a.no_cuda_graph {
+        let t = Instant::now();
+        catch_oom(|| qat.capture(m, x))??;
+        graphed = true;
+        eprintln!("captured the QAT step as a CUDA graph in {:.1} s", t.elapsed().as_secs_f64());
+    }
     for _ in 0..a.warmup {
         let _ = qat.step(m, x, 1e-6);
     }
@@ -138,7 +149,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let step_s = t.elapsed().as_secs_f64() / a.iters as f64;
     let ips = a.batch_size as f64 / step_s;
     let mut out = serde_json::json!({
-        "bench": "qat", "calibration_s": calib_s, "calibration_batches": a.calib_batches,
+        "bench": "qat", "cuda_graph": graphed, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
         "step_ms": step_s * 1e3, "images_per_s": ips,
         "tflops": 4.0 * gf * ips / 1e3,
     });

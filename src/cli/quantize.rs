@@ -61,6 +61,9 @@ pub struct Args {
     /// never trains the head; see docs/results.md).
     #[arg(long)]
     pub supervise_head: bool,
+    /// Launch the QAT step's kernels one by one instead of replaying a CUDA graph.
+    #[arg(long)]
+    pub no_cuda_graph: bool,
     #[arg(long)]
     pub no_eval_origin: bool,
     #[arg(long)]
@@ -238,6 +241,7 @@ fn qat(
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
     let amp = run.device.is_cuda();
     let mut qat = Qat::new(model, teacher, Supervision { stride: a.supervision_stride, head: a.supervise_head }, amp);
+    let mut want_graph = amp && !a.no_cuda_graph && crate::cuda::graph::CudaGraph::available();
     let mut best: Option<Row> = run.rows.iter().find(|r| r.name == "QAT-Best").cloned();
     let mut seen = 0usize;
     let t_all = Instant::now();
@@ -256,6 +260,13 @@ fn qat(
                 bail!("interrupted in epoch {epoch}; finished epochs are saved in {}", run.dir.display());
             }
             let x = batch_tensor(&b.images, b.batch, b.size, b.size, run.device);
+            if want_graph {
+                want_graph = false;
+                match catch_oom(|| qat.capture(model, &x)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => eprintln!("CUDA graph not used ({e:#}); launching kernels one by one"),
+                }
+            }
             let loss = catch_oom(|| qat.step(model, &x, lr))?;
             seen += b.batch;
             loss_sum += loss;
@@ -311,7 +322,15 @@ pub fn catch_oom<T>(f: impl FnOnce() -> T) -> Result<T> {
         if msg.contains("out of memory") {
             anyhow!("CUDA out of memory: try a smaller --batch-size")
         } else {
-            anyhow!("libtorch error: {}", msg.lines().next().unwrap_or("unknown"))
+            anyhow!("libtorch error: {}", first_line_of_torch_error(&msg))
         }
     })
+}
+
+/// tch's panic text wraps libtorch's message (and its C++ backtrace) in
+/// `...Torch("MESSAGE\nbacktrace...")`: keep MESSAGE.
+fn first_line_of_torch_error(panic: &str) -> String {
+    let inner = panic.split_once("Torch(\"").map_or(panic, |(_, rest)| rest);
+    let line = inner.split("\\n").next().unwrap_or(inner).lines().next().unwrap_or("unknown");
+    line.chars().take(300).collect()
 }

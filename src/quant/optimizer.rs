@@ -88,7 +88,7 @@ impl Adam {
     /// One step from `param`'s gradient times `inv_scale` (1 / loss scale, a device
     /// scalar). Returns `found_inf` (a device scalar, 1 where some gradient was inf/NaN
     /// and nothing was updated). Clears the gradient.
-    pub fn step(&mut self, param: &mut Tensor, lr: f64, inv_scale: &Tensor) -> Tensor {
+    pub fn step(&mut self, param: &mut Tensor, lr: &Tensor, inv_scale: &Tensor) -> Tensor {
         let grad = param.grad();
         if !grad.defined() {
             return Tensor::zeros([], (Kind::Float, param.device()));
@@ -113,6 +113,11 @@ impl Adam {
         })
     }
 
+    /// The tensors a step updates in place (for saving and restoring around a warm-up).
+    pub fn state(&self) -> Vec<Tensor> {
+        vec![self.m.shallow_clone(), self.v.shallow_clone(), self.steps.shallow_clone()]
+    }
+
     /// Steps taken so far (reads the device: for reports, not for the training loop).
     pub fn steps_taken(&self) -> i64 {
         self.steps.double_value(&[]) as i64
@@ -135,6 +140,10 @@ impl LossScale {
         let _ = self.scale.internal_amp_update_scale_(&self.growth, found_inf, 2.0, 0.5, 2000);
     }
 
+    pub fn state(&self) -> Vec<Tensor> {
+        vec![self.scale.shallow_clone(), self.growth.shallow_clone()]
+    }
+
     /// The current scale (reads the device).
     pub fn value(&self) -> f64 {
         self.scale.double_value(&[])
@@ -150,15 +159,16 @@ mod tests {
         let mut p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
         let mut adam = Adam::new(&p);
         let one = Tensor::from(1f32);
+        let lr = Tensor::from(0.1f32);
         // Gradient (0.5, -0.5): the first Adam step moves each parameter by lr against its sign.
         (&p * Tensor::from_slice(&[0.5f32, -0.5])).sum(Kind::Float).backward();
-        let bad = adam.step(&mut p, 0.1, &one);
+        let bad = adam.step(&mut p, &lr, &one);
         assert_eq!(bad.double_value(&[]), 0.0);
         let got: Vec<f32> = Vec::try_from(p.detach()).unwrap();
         assert!((got[0] - 0.9).abs() < 1e-5 && (got[1] + 1.9).abs() < 1e-5, "{got:?}");
         // An inf gradient: reported, nothing changes, the step count stays.
         (&p * Tensor::from_slice(&[f32::INFINITY, 1.0])).sum(Kind::Float).backward();
-        let bad = adam.step(&mut p, 0.1, &one);
+        let bad = adam.step(&mut p, &lr, &one);
         assert_eq!(bad.double_value(&[]), 1.0);
         let after: Vec<f32> = Vec::try_from(p.detach()).unwrap();
         assert_eq!(got, after);

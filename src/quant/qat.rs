@@ -4,7 +4,9 @@
 use super::fake_quant::{QParams, TINY_AMAX};
 use super::optimizer::{Adam, FlatParams, LossScale};
 use super::quantizer::QuantTable;
+use crate::cuda::graph::CudaGraph;
 use crate::model::detector::Detector;
+use anyhow::{bail, Result};
 use crate::model::forward::{NoQuant, QuantHook};
 use crate::model::graph::{Graph, QuantId, ValueId};
 use tch::{Kind, Tensor};
@@ -52,6 +54,16 @@ pub struct Qat {
     /// Nodes the supervised outputs depend on (the detect head only with `Supervision::head`).
     needed: Vec<bool>,
     half: bool,
+    /// The learning rate, a device scalar (a captured step reads it on every replay).
+    lr: Tensor,
+    graphed: Option<Graphed>,
+}
+
+/// The step recorded as a CUDA graph: its input buffer and its loss output.
+struct Graphed {
+    graph: CudaGraph,
+    x: Tensor,
+    loss: Tensor,
 }
 
 impl Qat {
@@ -80,12 +92,53 @@ impl Qat {
         let needed = g.needed_nodes(&supervised);
         let adam = Adam::new(&params.flat);
         let scale = LossScale::new(device);
-        Qat { teacher, params, adam, scale, weights, supervised, needed, half }
+        let lr = Tensor::zeros([], (Kind::Float, device));
+        Qat { teacher, params, adam, scale, weights, supervised, needed, half, lr, graphed: None }
     }
 
     /// One step on batch `x`; returns the loss (sum over layers of per-item MSE, summed
-    /// over the batch) as a device scalar. Nothing here waits for the GPU.
+    /// over the batch) as a device scalar. Replays the captured graph when there is one
+    /// for this batch shape.
     pub fn step(&mut self, student: &mut Detector, x: &Tensor, lr: f64) -> Tensor {
+        let _ = self.lr.fill_(lr);
+        if let Some(g) = self.graphed.as_mut().filter(|g| g.x.size() == x.size()) {
+            g.x.copy_(x);
+            if g.graph.replay().is_ok() {
+                return g.loss.copy();
+            }
+            self.graphed = None;
+        }
+        self.step_eager(student, x)
+    }
+
+    /// Records the step for batches shaped like `x` as a CUDA graph (after three warm-up
+    /// steps whose effect on the weights and optimizer state is undone). Later `step`s of
+    /// that shape replay it: one launch instead of thousands.
+    pub fn capture(&mut self, student: &mut Detector, x: &Tensor) -> Result<()> {
+        let tch::Device::Cuda(device) = x.device() else { bail!("CUDA graphs need a CUDA device") };
+        let mut state = vec![self.params.flat.detach()];
+        state.extend(self.adam.state());
+        state.extend(self.scale.state());
+        let saved: Vec<Tensor> = state.iter().map(Tensor::copy).collect();
+        let x_static = x.copy();
+        let mut graph = CudaGraph::new(device)?;
+        for _ in 0..3 {
+            let _ = self.step_eager(student, &x_static);
+        }
+        graph.begin()?;
+        let loss = self.step_eager(student, &x_static);
+        graph.end()?;
+        tch::no_grad(|| {
+            for (t, s) in state.iter().zip(&saved) {
+                t.shallow_clone().copy_(s);
+            }
+        });
+        self.graphed = Some(Graphed { graph, x: x_static, loss });
+        Ok(())
+    }
+
+    /// The step as kernels launched one by one. Nothing here waits for the GPU.
+    fn step_eager(&mut self, student: &mut Detector, x: &Tensor) -> Tensor {
         let keep = &self.supervised;
         let only = Some(self.needed.as_slice());
         let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
@@ -108,7 +161,7 @@ impl Qat {
         }
         drop(outs);
         let inv_scale = if self.half { self.scale.scale.reciprocal() } else { Tensor::ones([], (Kind::Float, x.device())) };
-        let found_inf = self.adam.step(&mut self.params.flat, lr, &inv_scale);
+        let found_inf = self.adam.step(&mut self.params.flat, &self.lr, &inv_scale);
         if self.half {
             self.scale.update(&found_inf);
         }
@@ -118,10 +171,14 @@ impl Qat {
 }
 
 /// Per-channel weight fake-quantization of the whole flat buffer: each element
-/// carries its channel's scale; biases and unquantized convs pass through.
+/// carries its channel's scale; biases and unquantized convs pass through. Written
+/// out in elementwise ops (ATen's per-channel kernel reads its zero points back to
+/// the host, which a CUDA graph cannot record).
 struct FlatWeightQuant {
+    /// 127 / amax per element (0 where not quantized).
+    inv_scale: Tensor,
+    /// amax / 127 per element.
     scale: Tensor,
-    zero: Tensor,
     amax: Tensor,
     mask: Tensor,
 }
@@ -148,14 +205,17 @@ impl FlatWeightQuant {
             }
         }
         let amax = Tensor::cat(&amax_parts, 0);
-        FlatWeightQuant { scale: &amax / 127.0, zero: amax.zeros_like().to_kind(Kind::Int), amax, mask: Tensor::cat(&mask_parts, 0) }
+        FlatWeightQuant { inv_scale: 127.0 / &amax, scale: &amax / 127.0, amax, mask: Tensor::cat(&mask_parts, 0) }
     }
 
+    /// Recipe §3 on every element: q = clamp(round(w·127/amax), −128, 127), value q·amax/127,
+    /// gradient 1 where |w| ≤ amax (and everywhere for unquantized elements).
     fn apply(&self, w: &Tensor) -> Tensor {
-        let n = w.size()[0];
-        let clipped = w.clamp_tensor(Some(-&self.amax), Some(self.amax.shallow_clone()));
-        let q = clipped.view([n, 1]).fake_quantize_per_channel_affine(&self.scale, &self.zero, 0, -128, 127).view([n]);
-        q.where_self(&self.mask, w)
+        let q = (w * &self.inv_scale).round().clamp(-128.0, 127.0) * &self.scale;
+        let pass = w.abs().le_tensor(&self.amax).logical_or(&self.mask.logical_not());
+        let through = w * pass.to_kind(Kind::Float);
+        let value = q.where_self(&self.mask, w);
+        &through + (value - &through).detach()
     }
 }
 
@@ -185,6 +245,24 @@ mod tests {
         assert_eq!(supervised_layers(23, 1), (0..22).collect::<Vec<_>>());
         assert_eq!(supervised_layers(23, 4), vec![0, 4, 8, 12, 16, 20, 21]);
         assert_eq!(supervised_layers(23, 7), vec![0, 7, 14, 21]);
+    }
+
+    #[test]
+    fn flat_weight_quant_rounds_clamps_and_masks_the_gradient() {
+        let amax = Tensor::from_slice(&[1.27f32, 1.27, 1.27, 1.27, 1.0]);
+        let mask = Tensor::from_slice(&[true, true, true, true, false]);
+        let fq = FlatWeightQuant { inv_scale: 127.0 / &amax, scale: &amax / 127.0, amax: amax.shallow_clone(), mask };
+        // Steps of 0.01: 0.014 → 0.01, −0.026 → −0.03, 1.5 → 1.27 (clamped), −1.2851 → −1.28 (q = −128), 3.3 unquantized.
+        let w = Tensor::from_slice(&[0.014f32, -0.026, 1.5, -1.2851, 3.3]).set_requires_grad(true);
+        let y = fq.apply(&w);
+        let got: Vec<f32> = Vec::try_from(y.detach()).unwrap();
+        let want = [0.01f32, -0.03, 1.27, -1.28, 3.3];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{got:?}");
+        }
+        y.sum(Kind::Float).backward();
+        let grad: Vec<f32> = Vec::try_from(w.grad()).unwrap();
+        assert_eq!(grad, [1.0, 1.0, 0.0, 0.0, 1.0], "gradient only where |w| <= amax, and through unquantized elements");
     }
 
     #[test]

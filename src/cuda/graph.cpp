@@ -1,0 +1,85 @@
+// CUDA graph capture and replay through libtorch's at::cuda::CUDAGraph, which tch
+// does not wrap. A Graph owns a side stream: warm-up and capture run on it (as
+// PyTorch requires), replays run on the caller's current stream. Errors come back
+// as strings allocated here and released by yq_free_str.
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+
+namespace {
+
+struct Graph {
+  at::cuda::CUDAGraph graph;
+  c10::cuda::CUDAStream original;
+  c10::cuda::CUDAStream side;
+  std::optional<c10::cuda::CUDAStreamGuard> on_side;
+
+  explicit Graph(int device)
+      : original(c10::cuda::getCurrentCUDAStream(device)),
+        side(c10::cuda::getStreamFromPool(false, device)) {}
+};
+
+char* copy_message(const char* what) {
+  char* s = static_cast<char*>(std::malloc(std::strlen(what) + 1));
+  if (s != nullptr) std::strcpy(s, what);
+  return s;
+}
+
+template <typename F>
+int guarded(char** err, F f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+  } catch (...) {
+    *err = copy_message("unknown C++ exception");
+  }
+  return 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+// A new graph whose side stream becomes current (after the work already queued).
+void* yq_graph_new(int device, char** err) {
+  Graph* g = nullptr;
+  guarded(err, [&] {
+    g = new Graph(device);
+    g->original.synchronize();  // once per graph: simpler than an event, and cheap
+    g->on_side.emplace(g->side);
+  });
+  return g;
+}
+
+int yq_graph_capture_begin(void* p, char** err) {
+  return guarded(err, [&] { static_cast<Graph*>(p)->graph.capture_begin(); });
+}
+
+// Ends the capture and makes the original stream current again, after the side
+// stream's warm-up work.
+int yq_graph_capture_end(void* p, char** err) {
+  auto* g = static_cast<Graph*>(p);
+  int rc = guarded(err, [&] { g->graph.capture_end(); });
+  guarded(err, [&] {
+    g->side.synchronize();
+    g->on_side.reset();
+  });
+  return rc;
+}
+
+int yq_graph_replay(void* p, char** err) {
+  return guarded(err, [&] { static_cast<Graph*>(p)->graph.replay(); });
+}
+
+void yq_graph_free(void* p) { delete static_cast<Graph*>(p); }
+
+void yq_free_str(char* s) { std::free(s); }
+
+}  // extern "C"

@@ -1,0 +1,5 @@
+//! What tch does not expose of CUDA: device memory in use (for benchmarks) and
+//! CUDA graph capture/replay (for the QAT step).
+
+pub mod graph;
+pub mod memory;
