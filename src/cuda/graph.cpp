@@ -3,6 +3,7 @@
 // PyTorch requires), replays run on the caller's current stream. Errors come back
 // as strings allocated here and released by yq_free_str.
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -79,6 +80,12 @@ int yq_graph_replay(void* p, char** err) {
 }
 
 void yq_graph_free(void* p) { delete static_cast<Graph*>(p); }
+
+// Returns the caching allocator's unused blocks to the driver (e.g. a warm-up's,
+// before a capture builds its own pool).
+int yq_empty_cache(char** err) {
+  return guarded(err, [&] { c10::cuda::CUDACachingAllocator::emptyCache(); });
+}
 
 void yq_free_str(char* s) { std::free(s); }
 

@@ -18,6 +18,7 @@ mod ffi {
         pub fn yq_graph_capture_end(g: *mut c_void, err: *mut *mut c_char) -> c_int;
         pub fn yq_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
         pub fn yq_graph_free(g: *mut c_void);
+        pub fn yq_empty_cache(err: *mut *mut c_char) -> c_int;
         pub fn yq_free_str(s: *mut c_char);
     }
 }
@@ -51,6 +52,19 @@ impl CudaGraph {
             let _ = device;
             bail!("this build of yolo-qat has no CUDA graph support (no CUDA headers when it was built)")
         }
+    }
+
+    /// Hands the caching allocator's unused device memory back to the driver.
+    pub fn empty_cache() -> Result<()> {
+        #[cfg(yq_cuda_graph)]
+        {
+            let mut err = std::ptr::null_mut();
+            // SAFETY: the shim catches C++ exceptions and reports them through `err`.
+            if unsafe { ffi::yq_empty_cache(&mut err) } != 0 {
+                return Err(take_error(err, "emptying the CUDA cache"));
+            }
+        }
+        Ok(())
     }
 
     pub fn begin(&mut self) -> Result<()> {

@@ -125,6 +125,8 @@ impl Qat {
         for _ in 0..3 {
             let _ = self.step_eager(student, &x_static);
         }
+        // The warm-up's cached blocks go back before the graph takes its own pool.
+        CudaGraph::empty_cache()?;
         graph.begin()?;
         let loss = self.step_eager(student, &x_static);
         graph.end()?;
