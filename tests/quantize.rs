@@ -132,6 +132,10 @@ fn two_qat_steps_lower_the_loss() {
     let third = qat.step(&mut m, &x, 1e-4).double_value(&[]);
     assert!(first > 0.0, "fake quantization changes the layer outputs");
     assert!(third < first, "loss {first} -> {third}");
+    // CUDA graphs are for CUDA tensors: on the CPU a clear error, and eager steps go on.
+    let err = qat.capture(&mut m, &x).unwrap_err().to_string();
+    assert!(err.contains("CUDA"), "{err}");
+    assert!(qat.step(&mut m, &x, 1e-4).double_value(&[]) > 0.0);
 }
 
 #[test]
