@@ -1,14 +1,16 @@
 //! Quantization-aware finetuning (recipe §5): the fake-quantized student learns
-//! to reproduce the FP teacher's layer outputs; no labels are used.
+//! to reproduce the FP teacher's layer outputs; no labels are used. On CUDA the
+//! step is recorded once as a CUDA graph and replayed (`Qat::capture`), so it must
+//! never read a value back to the host.
 
 use super::fake_quant::{QParams, TINY_AMAX};
 use super::optimizer::{Adam, FlatParams, LossScale};
 use super::quantizer::QuantTable;
 use crate::cuda::graph::CudaGraph;
 use crate::model::detector::Detector;
-use anyhow::{bail, Result};
 use crate::model::forward::{NoQuant, QuantHook};
 use crate::model::graph::{Graph, QuantId, ValueId};
+use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 /// LR by epoch: 1e-6, except 1e-5 in epoch 6.
