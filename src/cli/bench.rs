@@ -8,7 +8,6 @@ use super::parse_device;
 use super::quantize::batch_tensor;
 use crate::checkpoint::load::{load, random};
 use crate::data::config::DataConfig;
-use crate::data::hyp::Hyp;
 use crate::cuda::memory::PeakMemory;
 use crate::model::detector::Detector;
 use crate::model::info::gflops;
@@ -43,7 +42,7 @@ pub struct Args {
     /// Also time whole QAT steps fed by the augmented loader over this data set.
     #[arg(long)]
     data: Option<PathBuf>,
-    #[arg(long, default_value = "configs/hyp.scratch-high.yaml")]
+    #[arg(long, default_value = super::common::DEFAULT_HYP)]
     hyp: PathBuf,
     #[arg(long, default_value_t = 26)]
     calib_batches: usize,
@@ -113,7 +112,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         Some(d) => {
             let data = DataConfig::load(d)?;
             let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
-            Some(train_loader(&data, a.imgsz, a.batch_size, Hyp::load(&a.hyp)?, 0, workers)?)
+            Some(train_loader(&data, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, workers)?)
         }
         None => None,
     };

@@ -12,6 +12,18 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// An FP model with its data set and hyperparameters, checked to agree (quantize, sensitive).
+/// The default `--hyp`. When it is not there (the binary run outside the repository),
+/// the same values built into the binary are used.
+pub const DEFAULT_HYP: &str = "configs/hyp.scratch-high.yaml";
+
+/// `--hyp`: the file, or the built-in scratch-high values for a missing default.
+pub fn load_hyp(path: &Path) -> Result<Hyp> {
+    if path == Path::new(DEFAULT_HYP) && !path.exists() {
+        return Ok(Hyp::scratch_high());
+    }
+    Hyp::load(path).map_err(|e| anyhow!("{}: {e:#}", path.display()))
+}
+
 pub fn open_fp(weights: &Path, data: &Path, hyp: &Path) -> Result<(Detector, DataConfig, Hyp)> {
     let model = load(weights)?;
     if model.is_quantized() {
@@ -21,8 +33,7 @@ pub fn open_fp(weights: &Path, data: &Path, hyp: &Path) -> Result<(Detector, Dat
     if cfg.nc() != model.graph.nc {
         bail!("{}: {} classes, but {} has {}", data.display(), cfg.nc(), weights.display(), model.graph.nc);
     }
-    let hyp = Hyp::load(hyp).map_err(|e| anyhow!("{}: {e:#}", hyp.display()))?;
-    Ok((model, cfg, hyp))
+    Ok((model, cfg, load_hyp(hyp)?))
 }
 
 /// The val split with val.py's rectangular batches; warnings printed once.

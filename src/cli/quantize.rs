@@ -15,7 +15,7 @@ use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic};
 use anyhow::{anyhow, bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +28,7 @@ pub struct Args {
     pub weights: PathBuf,
     #[arg(long, default_value = "data/coco.yaml")]
     pub data: PathBuf,
-    #[arg(long, default_value = "configs/hyp.scratch-high.yaml")]
+    #[arg(long, default_value = super::common::DEFAULT_HYP)]
     pub hyp: PathBuf,
     #[arg(long, default_value = "cuda:0")]
     pub device: String,
@@ -185,7 +185,7 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 /// `--resume`: the last finished epoch's checkpoint becomes the student, the FP
-/// model the teacher again; Adam starts afresh (its state is not saved).
+/// model the teacher again, Adam and the loss scale continue from their saved state.
 fn resume(a: &Args, mut fp: Detector, dir: PathBuf, data: &DataConfig, hyp: Hyp, device: Device) -> Result<()> {
     let weights = dir.join("weights");
     let last = std::fs::read_dir(&weights)
@@ -241,6 +241,16 @@ fn qat(
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
     let amp = run.device.is_cuda();
     let mut qat = Qat::new(model, teacher, Supervision { stride: a.supervision_stride, head: a.supervise_head }, amp);
+    let state_path = run.dir.join("weights").join(OPTIMIZER_STATE);
+    if start > 0 {
+        match load_optimizer_state(&state_path, start - 1) {
+            Some(saved) => {
+                qat.load_optimizer_state(&saved).map_err(|e| anyhow!("{}: {e}", state_path.display()))?;
+                println!("optimizer state of epoch {} restored from {}", start - 1, state_path.display());
+            }
+            None => println!("no optimizer state of epoch {} in {}: Adam starts afresh", start - 1, state_path.display()),
+        }
+    }
     let mut want_graph = amp && !a.no_cuda_graph && crate::cuda::graph::CudaGraph::available();
     let mut best: Option<Row> = run.rows.iter().find(|r| r.name == "QAT-Best").cloned();
     let mut seen = 0usize;
@@ -287,6 +297,7 @@ fn qat(
             run.save(model, &format!("qat_best_{}.safetensors", run.stem), info)?;
             best = Some(Row { name: "QAT-Best".into(), ..row.clone() });
         }
+        save_optimizer_state(&state_path, epoch, &qat)?;
         run.rows.retain(|r| r.name != "QAT-Best");
         run.rows.push(row);
         run.rows.extend(best.clone());
@@ -298,6 +309,24 @@ fn qat(
         run.write_report(serde_json::json!({ "calibration_s": calib_s, "qat_images_per_s": ips, "epochs_done": epoch + 1, "loss_per_epoch": losses }))?;
     }
     Ok(())
+}
+
+/// Adam's moments and the loss scale after the last finished epoch, for `--resume`.
+const OPTIMIZER_STATE: &str = "last_optimizer.safetensors";
+
+fn save_optimizer_state(path: &Path, epoch: usize, qat: &Qat) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = qat.optimizer_state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+    tensors.push(("epoch".into(), Tensor::from(epoch as i64)));
+    let tmp = path.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(&tensors, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+}
+
+/// The saved state if it belongs to `epoch`.
+fn load_optimizer_state(path: &Path, epoch: usize) -> Option<Vec<(String, Tensor)>> {
+    let tensors = Tensor::read_safetensors(path).ok()?;
+    let saved_epoch = tensors.iter().find(|(n, _)| n == "epoch")?.1.int64_value(&[]);
+    (saved_epoch == epoch as i64).then_some(tensors)
 }
 
 /// A u8 (B,3,H,W) batch as float in [0,1] on `device`.

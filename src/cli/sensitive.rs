@@ -25,7 +25,7 @@ pub struct Args {
     batch_size: usize,
     #[arg(long, visible_aliases = ["img", "img-size"], default_value_t = 640)]
     imgsz: usize,
-    #[arg(long, default_value = "configs/hyp.scratch-high.yaml")]
+    #[arg(long, default_value = super::common::DEFAULT_HYP)]
     hyp: PathBuf,
     #[arg(long, default_value = "runs/qat_sentive")]
     project: PathBuf,

@@ -141,6 +141,26 @@ impl Qat {
         Ok(())
     }
 
+    /// What a resumed run needs besides the weights: Adam's moments and step count and
+    /// the loss scale, by name.
+    pub fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        let names = ["adam.m", "adam.v", "adam.steps", "loss_scale.scale", "loss_scale.growth"];
+        let tensors = self.adam.state().into_iter().chain(self.scale.state());
+        names.iter().zip(tensors).map(|(n, t)| (n.to_string(), t)).collect()
+    }
+
+    /// Restores what `optimizer_state` saved (shapes must match this student).
+    pub fn load_optimizer_state(&mut self, saved: &[(String, Tensor)]) -> Result<()> {
+        for (name, mine) in self.optimizer_state() {
+            let Some((_, t)) = saved.iter().find(|(n, _)| *n == name) else { bail!("optimizer state has no `{name}`") };
+            if t.size() != mine.size() {
+                bail!("optimizer state `{name}` has shape {:?}, this model needs {:?}", t.size(), mine.size());
+            }
+            tch::no_grad(|| mine.shallow_clone().copy_(t));
+        }
+        Ok(())
+    }
+
     /// The step as kernels launched one by one. Nothing here waits for the GPU.
     fn step_eager(&mut self, student: &mut Detector, x: &Tensor) -> Tensor {
         let keep = &self.supervised;
