@@ -123,22 +123,35 @@ impl Qat {
         state.extend(self.scale.state());
         let saved: Vec<Tensor> = state.iter().map(Tensor::copy).collect();
         let x_static = x.copy();
-        let mut graph = CudaGraph::new(device)?;
-        for _ in 0..3 {
-            let _ = self.step_eager(student, &x_static);
-        }
-        // The warm-up's cached blocks go back before the graph takes its own pool.
-        CudaGraph::empty_cache()?;
-        graph.begin()?;
-        let loss = self.step_eager(student, &x_static);
-        graph.end()?;
+        // A libtorch error while recording (an op that syncs with the host) panics in tch.
+        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, device)))
+            .unwrap_or_else(|p| {
+                let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic");
+                Err(anyhow::anyhow!("{}", msg.split("\\n").next().unwrap_or(msg)))
+            });
+        // Whether or not the capture worked, the warm-up steps are undone.
         tch::no_grad(|| {
             for (t, s) in state.iter().zip(&saved) {
                 t.shallow_clone().copy_(s);
             }
         });
+        let (graph, loss) = recorded?;
         self.graphed = Some(Graphed { graph, x: x_static, loss });
         Ok(())
+    }
+
+    /// Three warm-up steps on the graph's side stream, then one step recorded.
+    fn record(&mut self, student: &mut Detector, x: &Tensor, device: usize) -> Result<(CudaGraph, Tensor)> {
+        let mut graph = CudaGraph::new(device)?;
+        for _ in 0..3 {
+            let _ = self.step_eager(student, x);
+        }
+        // The warm-up's cached blocks go back before the graph takes its own pool.
+        CudaGraph::empty_cache()?;
+        graph.begin()?;
+        let loss = self.step_eager(student, x);
+        graph.end()?;
+        Ok((graph, loss))
     }
 
     /// What a resumed run needs besides the weights: Adam's moments and step count and
