@@ -2,7 +2,8 @@
 // --as-needed drops it and CUDA silently disappears; force it in. An rpath to the
 // libtorch the build used lets the binary run here without LD_LIBRARY_PATH.
 // With the CUDA runtime headers at hand (the torch wheel's nvidia packages), the
-// CUDA graph shim (src/cuda/graph.cpp) is compiled too and `yq_cuda_graph` is set.
+// CUDA graph shim (src/cuda/graph.cpp) is compiled too and `yq_cuda_graph` is set
+// (YOLO_QAT_NO_CUDA_GRAPH=1 skips it; QAT then launches its kernels one by one).
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -10,13 +11,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-changed=src/cuda/graph.cpp");
     println!("cargo:rerun-if-changed=src/cuda/cudart_forward.cpp");
+    println!("cargo:rerun-if-env-changed=YOLO_QAT_NO_CUDA_GRAPH");
     println!("cargo::rustc-check-cfg=cfg(yq_cuda_graph)");
     let Some(torch) = torch_dir() else { return };
     let lib = torch.join("lib");
     let has_cuda = lib.join("libtorch_cuda.so").exists();
     if has_cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-        if let Some(cuda_include) = cuda_include(&torch) {
+        let opted_out = std::env::var_os("YOLO_QAT_NO_CUDA_GRAPH").is_some();
+        if let Some(cuda_include) = cuda_include(&torch).filter(|_| !opted_out) {
             build_graph_shim(&torch, &lib, &cuda_include);
         }
     }
