@@ -57,12 +57,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     out.extend(layers);
 
-    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: cannot create folder: {e}", dir.display()))?;
-    }
-    let tmp = a.output.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&out, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &a.output).map_err(|e| anyhow!("{}: cannot write: {e}", a.output.display()))?;
+    crate::util::write_safetensors_atomic(&a.output, &out)?;
     println!("wrote {} ({})", a.output.display(), out.iter().map(|(k, t)| format!("{k} {:?}", t.size())).collect::<Vec<_>>().join(", "));
     Ok(())
 }

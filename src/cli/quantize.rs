@@ -317,9 +317,7 @@ const OPTIMIZER_STATE: &str = "last_optimizer.safetensors";
 fn save_optimizer_state(path: &Path, epoch: usize, qat: &Qat) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = qat.optimizer_state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
     tensors.push(("epoch".into(), Tensor::from(epoch as i64)));
-    let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&tensors, &tmp).map_err(|e| anyhow!("{}: cannot write: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+    crate::util::write_safetensors_atomic(path, &tensors)
 }
 
 /// The saved state if it belongs to `epoch`.
@@ -351,15 +349,8 @@ pub fn catch_oom<T>(f: impl FnOnce() -> T) -> Result<T> {
         if msg.contains("out of memory") {
             anyhow!("CUDA out of memory: try a smaller --batch-size")
         } else {
-            anyhow!("libtorch error: {}", first_line_of_torch_error(&msg))
+            anyhow!("libtorch error: {}", crate::util::torch_error_line(&msg))
         }
     })
 }
 
-/// tch's panic text wraps libtorch's message (and its C++ backtrace) in
-/// `...Torch("MESSAGE\nbacktrace...")`: keep MESSAGE.
-fn first_line_of_torch_error(panic: &str) -> String {
-    let inner = panic.split_once("Torch(\"").map_or(panic, |(_, rest)| rest);
-    let line = inner.split("\\n").next().unwrap_or(inner).lines().next().unwrap_or("unknown");
-    line.chars().take(300).collect()
-}

@@ -112,17 +112,20 @@ impl<'a> QdqEmitter<'a> {
             bail!("quantizer `{}` has a non-finite amax {bad}", q.label);
         }
         let scales: Vec<f32> = amax.iter().map(|&a| scale_of(a as f64)).collect();
-        let s = g.init_f32(&format!("{at}.weight_scale"), &[out_channels], &scales);
-        let zp = g.zero_point_i8(Some(out_channels));
+        Ok(self.weight_pair(g, w, &scales, at))
+    }
+
+    /// `w` through QuantizeLinear → DequantizeLinear with per-output-channel `scales` (axis 0).
+    fn weight_pair(&mut self, g: &mut OnnxGraph, w: &str, scales: &[f32], at: &str) -> String {
+        let s = g.init_f32(&format!("{at}.weight_scale"), &[scales.len() as i64], scales);
+        let zp = g.zero_point_i8(Some(scales.len() as i64));
         let axis = || vec![("axis", Attr::Int(0))];
         let qn = g.node("QuantizeLinear", &format!("{at}/weight/QuantizeLinear"), &[w, &s, &zp], axis());
         let dq = g.node("DequantizeLinear", &format!("{at}/weight/DequantizeLinear"), &[&qn, &s, &zp], axis());
         self.stats.weight_pairs += 1;
-        Ok(dq)
+        dq
     }
-}
 
-impl QdqEmitter<'_> {
     /// A weight of small integers (the DFL's 0..reg_max projection) through a per-channel
     /// Q/DQ pair of scale 1: exact in INT8, so the conv runs in INT8 in TensorRT at no cost
     /// in accuracy (the reference's max calibration, scale 15/127, would move every bin).
@@ -131,13 +134,7 @@ impl QdqEmitter<'_> {
         if !values.iter().all(|v| v.fract() == 0.0 && v.abs() <= 127.0) {
             return None;
         }
-        let s = g.init_f32(&format!("{at}.weight_scale"), &[out_channels], &vec![1.0; out_channels as usize]);
-        let zp = g.zero_point_i8(Some(out_channels));
-        let axis = || vec![("axis", Attr::Int(0))];
-        let qn = g.node("QuantizeLinear", &format!("{at}/weight/QuantizeLinear"), &[w, &s, &zp], axis());
-        let dq = g.node("DequantizeLinear", &format!("{at}/weight/DequantizeLinear"), &[&qn, &s, &zp], axis());
-        self.stats.weight_pairs += 1;
-        Some(dq)
+        Some(self.weight_pair(g, w, &vec![1.0; out_channels as usize], at))
     }
 }
 

@@ -96,16 +96,16 @@ impl Adam {
         let (b1, b2) = self.betas;
         tch::no_grad(|| {
             let g = &grad * inv_scale;
-            let bad = g.isfinite().all().logical_not();
-            let ok = bad.logical_not().to_kind(Kind::Float);
-            let _ = self.steps.g_add_(&ok);
+            let good = g.isfinite().all();
+            let bad = good.logical_not();
+            let _ = self.steps.g_add_(&good.to_kind(Kind::Float));
             let m = &self.m * b1 + &g * (1.0 - b1);
             let v = &self.v * b2 + g.square() * (1.0 - b2);
             // Bias corrections from the on-device step count (inf/NaN only where masked out).
             let bc1 = Tensor::pow_scalar(b1, &self.steps).neg() + 1.0;
             let bc2 = Tensor::pow_scalar(b2, &self.steps).neg() + 1.0;
             let update = &m / (v.sqrt() / bc2.sqrt() + self.eps) * (bc1.reciprocal() * lr);
-            let _ = param.g_sub_(&update.where_scalarother(&bad.logical_not(), 0.0));
+            let _ = param.g_sub_(&update.where_scalarother(&good, 0.0));
             self.m.copy_(&self.m.where_self(&bad, &m));
             self.v.copy_(&self.v.where_self(&bad, &v));
             param.zero_grad();

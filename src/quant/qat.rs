@@ -127,7 +127,7 @@ impl Qat {
         let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, device)))
             .unwrap_or_else(|p| {
                 let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic");
-                Err(anyhow::anyhow!("{}", msg.split("\\n").next().unwrap_or(msg)))
+                Err(anyhow::anyhow!("{}", crate::util::torch_error_line(msg)))
             });
         // Whether or not the capture worked, the warm-up steps are undone.
         tch::no_grad(|| {

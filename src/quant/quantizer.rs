@@ -69,13 +69,13 @@ impl QuantTable {
     pub fn finish_calibration(&mut self, method: CalibMethod) -> usize {
         let mut missing = 0;
         for q in self.quantizers.iter_mut().filter(|q| !q.per_channel) {
-            match &q.hist {
-                Some(h) if q.known_amax.is_some() => q.amax = Some(Tensor::from(q.known_amax.unwrap_or(1.0) as f32).to_device(h.counts.device())),
-                Some(h) => {
+            match (&q.hist, q.known_amax) {
+                (Some(h), Some(known)) => q.amax = Some(Tensor::from(known as f32).to_device(h.counts.device())),
+                (Some(h), None) => {
                     let amax = compute_amax(h, q.max_seen, method);
                     q.amax = Some(Tensor::from(amax as f32).to_device(h.counts.device()));
                 }
-                None => missing += 1,
+                (None, _) => missing += 1,
             }
             q.hist = None;
         }
