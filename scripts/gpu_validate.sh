@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the GPU measurements of docs/results.md and docs/perf.md on a CUDA machine
 # that has the release binary at dist/yolo-qat and a torch 2.11 install (for libtorch).
-#   scripts/gpu_validate.sh STAGE... ; stages: data eval bench quant384 quant640 quant384lrN
+#   scripts/gpu_validate.sh STAGE... ; stages: data eval bench benchcl quant384 quant640 quant384lrN
 #   sensitive skip deploy ptq-METHOD-SEED headSIZEeEPOCHSlrSCALE q:NAME:EPOCHS:IMGSZ:FLAG,FLAG
 # Logs go to $OUT (default runs/gpu_validate); the last lines printed are a summary.
 set -uo pipefail
@@ -28,7 +28,7 @@ for stage in "$@"; do
     done ;;
   bench)
     for b in 10 32; do
-      for mode in graph eager; do
+      for mode in ${BENCH_MODES:-graph eager}; do
         extra=(); [ $mode = eager ] && extra=(--no-cuda-graph)
         $Y bench qat --cfg configs/gelan-c.yaml --imgsz 640 --batch-size $b --iters 30 --warmup 5 --data $D "${extra[@]}" > "$OUT/bench_qat$b$mode.log" 2>&1
         note "bench qat gelan-c 640 b$b $mode: $(tail -1 "$OUT/bench_qat$b$mode.log")"
@@ -36,6 +36,14 @@ for stage in "$@"; do
     done
     $Y bench infer --cfg configs/gelan-c.yaml --imgsz 640 --batch-size 32 --iters 30 > "$OUT/bench_infer.log" 2>&1
     note "bench infer gelan-c 640 b32 fp16: $(tail -1 "$OUT/bench_infer.log")" ;;
+  benchcl)
+    # The bench stage's CUDA-graph rows again in channels-last layout.
+    for b in 10 32; do
+      $Y bench qat --cfg configs/gelan-c.yaml --imgsz 640 --batch-size $b --iters 30 --warmup 5 --data $D --channels-last > "$OUT/bench_qat${b}cl.log" 2>&1
+      note "bench qat gelan-c 640 b$b graph channels-last: $(tail -1 "$OUT/bench_qat${b}cl.log")"
+    done
+    $Y bench infer --cfg configs/gelan-c.yaml --imgsz 640 --batch-size 32 --iters 30 --channels-last > "$OUT/bench_infercl.log" 2>&1
+    note "bench infer gelan-c 640 b32 fp16 channels-last: $(tail -1 "$OUT/bench_infercl.log")" ;;
   quant384|quant640|quant384lr10|quant384lr100)
     s=${stage#quant}; s=${s%%lr*}; lr=1; [[ $stage == *lr* ]] && lr=${stage##*lr}
     timed $Y quantize --weights $W --data $D --imgsz $s --device cuda:0 --lr-scale $lr --project /tmp/q --name $stage --exist-ok > "$OUT/$stage.log" 2>&1

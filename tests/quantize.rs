@@ -139,6 +139,63 @@ fn two_qat_steps_lower_the_loss() {
 }
 
 #[test]
+fn channels_last_qat_computes_what_nchw_does() {
+    let x = batches(&loader(160, 2), 2).last().unwrap();
+    let x_cl = yolo_qat::model::graph::channels_last(&x);
+    assert_eq!(x_cl.size(), x.size());
+    assert_eq!(x_cl.stride(), [3 * 160 * 160, 1, 160 * 3, 3], "NHWC in memory");
+    // The FP model: the same numbers up to summation order.
+    let m = load(Path::new(TRAINED)).unwrap();
+    let mut g = m.graph.deep_clone();
+    g.weights_channels_last();
+    let (y, y_cl) = tch::no_grad(|| (m.graph.forward(&x), g.forward(&x_cl)));
+    let rel = f64::try_from((&y - &y_cl).abs().max()).unwrap() / f64::try_from(y.abs().max()).unwrap();
+    assert!(rel < 1e-5, "FP forward NCHW vs NHWC: rel {rel}");
+    // QAT: int8 rounding flips amplify those differences (and each Adam step moves every
+    // weight by about lr, whichever the gradient's sign), so only the first loss is compared.
+    let run = |cl: bool| {
+        let mut m = quantized(TRAINED, 160);
+        let mut qat = Qat::new(&mut m, None, Supervision::recipe(1), false);
+        qat.set_channels_last(cl);
+        (0..3).map(|_| qat.step(&mut m, &x, 1e-4).double_value(&[])).collect::<Vec<f64>>()
+    };
+    let (nchw, nhwc) = (run(false), run(true));
+    assert!((nchw[0] - nhwc[0]).abs() <= 0.01 * nchw[0], "first loss {nchw:?} vs {nhwc:?}");
+    assert!(nhwc[2] < nhwc[0], "channels-last QAT lowers the loss: {nhwc:?}");
+}
+
+#[test]
+fn learned_amax_moves_the_ranges_and_lowers_the_loss() {
+    let mut m = quantized(TRAINED, 160);
+    let x = batches(&loader(160, 4), 3).last().unwrap();
+    let amax_of = |m: &Detector| -> Vec<f64> { m.quant.as_ref().unwrap().table.quantizers.iter().map(|q| q.amax_f64().unwrap_or(-1.0)).collect() };
+    let before = amax_of(&m);
+    let mut qat = Qat::new(&mut m, None, Supervision::recipe(1), false);
+    qat.learn_amax(&m, 1e-2);
+    let losses: Vec<f64> = (0..4).map(|_| qat.step(&mut m, &x, 1e-5).double_value(&[])).collect();
+    assert!(losses[3] < losses[0], "loss {losses:?}");
+    assert_eq!(amax_of(&m), before, "the table changes only on write-back");
+    qat.write_back_amax(&mut m);
+    let after = amax_of(&m);
+    let t = &m.quant.as_ref().unwrap().table;
+    let mut moved = 0;
+    for ((q, b), a) in t.quantizers.iter().zip(&before).zip(&after) {
+        if q.per_channel || q.known_amax.is_some() {
+            assert_eq!(a, b, "{}: weights and known ranges are not learned", q.label);
+        } else if *b > 0.0 {
+            // Four Adam steps of 1e-2 on log amax: at most ~4 % either way.
+            assert!((a / b).ln().abs() <= 0.041, "{}: {b} -> {a}", q.label);
+            moved += usize::from(a != b);
+            match &q.params {
+                Some(yolo_qat::quant::fake_quant::QParams::PerTensor { amax }) => assert!((amax - a).abs() < 1e-6, "params refreshed"),
+                p => panic!("{}: {p:?}", q.label),
+            }
+        }
+    }
+    assert!(moved > 10, "only {moved} activation ranges moved");
+}
+
+#[test]
 fn sensitivity_switches_one_layer_at_a_time_and_restores_ptq() {
     let mut m = quantized(MINI, 128);
     let data = DataConfig::load(Path::new(DATA)).unwrap();

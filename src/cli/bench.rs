@@ -10,6 +10,7 @@ use crate::checkpoint::load::{load, random};
 use crate::data::config::DataConfig;
 use crate::cuda::memory::PeakMemory;
 use crate::model::detector::Detector;
+use crate::model::graph::channels_last;
 use crate::model::info::gflops;
 use crate::quant::calibrate::{calibrate, prepare};
 use crate::quant::qat::{Qat, Supervision};
@@ -49,6 +50,9 @@ pub struct Args {
     /// Launch every QAT kernel one by one instead of replaying a CUDA graph.
     #[arg(long)]
     no_cuda_graph: bool,
+    /// Run in channels-last (NHWC) memory layout.
+    #[arg(long)]
+    channels_last: bool,
 }
 
 fn sync(d: Device) {
@@ -90,7 +94,11 @@ pub fn run(a: Args) -> Result<()> {
 fn bench_infer(m: &Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> serde_json::Value {
     let mut h = m.graph.deep_clone();
     h.to(device, Kind::Half);
-    let xh = x.to_kind(Kind::Half);
+    let mut xh = x.to_kind(Kind::Half);
+    if a.channels_last {
+        h.weights_channels_last();
+        xh = channels_last(&xh);
+    }
     let run = || tch::no_grad(|| h.forward(&xh));
     for _ in 0..a.warmup {
         let _ = run();
@@ -103,7 +111,7 @@ fn bench_infer(m: &Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> s
     sync(device);
     let s = t.elapsed().as_secs_f64() / a.iters as f64;
     let ms_per_img = s * 1e3 / a.batch_size as f64;
-    serde_json::json!({ "bench": "infer", "ms_per_image": ms_per_img, "images_per_s": a.batch_size as f64 / s, "tflops": gf * a.batch_size as f64 / s / 1e3 })
+    serde_json::json!({ "bench": "infer", "channels_last": a.channels_last, "ms_per_image": ms_per_img, "images_per_s": a.batch_size as f64 / s, "tflops": gf * a.batch_size as f64 / s / 1e3 })
 }
 
 fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> Result<serde_json::Value> {
@@ -129,6 +137,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         }
     };
     let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
+    qat.set_channels_last(a.channels_last);
     let mut graphed = false;
     if device.is_cuda() && !a.no_cuda_graph {
         let t = Instant::now();
@@ -148,7 +157,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let step_s = t.elapsed().as_secs_f64() / a.iters as f64;
     let ips = a.batch_size as f64 / step_s;
     let mut out = serde_json::json!({
-        "bench": "qat", "cuda_graph": graphed, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
+        "bench": "qat", "cuda_graph": graphed, "channels_last": a.channels_last, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
         "step_ms": step_s * 1e3, "images_per_s": ips,
         "tflops": 4.0 * gf * ips / 1e3,
     });

@@ -64,6 +64,10 @@ pub struct Args {
     /// Launch the QAT step's kernels one by one instead of replaying a CUDA graph.
     #[arg(long)]
     pub no_cuda_graph: bool,
+    /// Also learn each activation quantizer's amax during QAT, by Adam at this LR on
+    /// log amax (LSQ-style; not in the reference recipe, see docs/results.md).
+    #[arg(long, value_name = "LR")]
+    pub learn_amax: Option<f64>,
     #[arg(long)]
     pub no_eval_origin: bool,
     #[arg(long)]
@@ -140,6 +144,9 @@ pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let method = CalibMethod::parse(&a.calib_method)?;
     let ties = TieScope::parse(&a.ties)?;
+    if let Some(lr) = a.learn_amax.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+        bail!("--learn-amax {lr}: expected a positive learning rate, e.g. 1e-4");
+    }
     let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
     let mut skip = parse_layers(&a.skip_layers, model.graph.layers.len())?;
     if a.no_last_layer {
@@ -180,7 +187,7 @@ pub fn run(a: Args) -> Result<()> {
     let ptq_name = format!("ptq_ap_{:.4}_{}.safetensors", ptq_ap.unwrap_or(0.0), run.stem);
     run.save(&model, &ptq_name, serde_json::json!({ "stage": "ptq", "ap": ptq_ap }))?;
     print_table(&run.rows);
-    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip, "calib_method": a.calib_method, "ties": a.ties, "calibrate_dfl": a.calibrate_dfl, "supervise_head": a.supervise_head, "lr_scale": a.lr_scale }))?;
+    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip, "calib_method": a.calib_method, "ties": a.ties, "calibrate_dfl": a.calibrate_dfl, "supervise_head": a.supervise_head, "lr_scale": a.lr_scale, "learn_amax": a.learn_amax }))?;
     qat(&a, &mut model, None, 0, &loader, &val, &eopts, &mut run, calib_s)
 }
 
@@ -241,6 +248,9 @@ fn qat(
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
     let amp = run.device.is_cuda();
     let mut qat = Qat::new(model, teacher, Supervision { stride: a.supervision_stride, head: a.supervise_head }, amp);
+    if let Some(lr) = a.learn_amax {
+        qat.learn_amax(model, lr);
+    }
     let state_path = run.dir.join("weights").join(OPTIMIZER_STATE);
     if start > 0 {
         match load_optimizer_state(&state_path, start - 1) {
@@ -289,6 +299,7 @@ fn qat(
         bar.finish();
         let mean_loss = loss_sum.double_value(&[]) / a.iters.max(1) as f64;
         println!("epoch {epoch}: mean loss {mean_loss:.5}, lr {lr:.0e}");
+        qat.write_back_amax(model);
         let r = evaluate(model, val, &eopts.in_dir(&run.dir.join(format!("eval_qat_ep{epoch}"))))?;
         let row = Row::new(&format!("QAT-{epoch}"), &r);
         let info = serde_json::json!({ "stage": "qat", "epoch": epoch, "ap": r.map, "loss": mean_loss });

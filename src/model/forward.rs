@@ -175,16 +175,16 @@ pub fn anchors(sizes: &[(i64, i64)], strides: &[f64], kind: Kind, device: tch::D
 fn decode(d: &Detect, maps: &[Tensor], dfl_slot: Option<Slot>, hook: &mut dyn QuantHook) -> Tensor {
     let b = maps[0].size()[0];
     let no = 4 * d.reg_max + d.nc;
-    let flat: Vec<Tensor> = maps.iter().map(|m| m.view([b, no, -1])).collect();
+    let flat: Vec<Tensor> = maps.iter().map(|m| m.reshape([b, no, -1])).collect();
     let cat = Tensor::cat(&flat, 2);
     let a = cat.size()[2];
     let parts = cat.split_with_sizes([4 * d.reg_max, d.nc], 1);
-    let prob = parts[0].view([b, 4, d.reg_max, a]).transpose(2, 1).softmax(1, None::<Kind>);
+    let prob = parts[0].reshape([b, 4, d.reg_max, a]).transpose(2, 1).softmax(1, None::<Kind>);
     let prob = match dfl_slot {
         Some(s) if s.enabled => hook.activation(s.quant, &prob),
         _ => prob,
     };
-    let dist = prob.conv2d(&d.dfl_weight.to_kind(prob.kind()), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).view([b, 4, a]);
+    let dist = prob.conv2d(&d.dfl_weight.to_kind(prob.kind()), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).reshape([b, 4, a]);
     let sizes: Vec<(i64, i64)> = maps.iter().map(|m| (m.size()[2], m.size()[3])).collect();
     let (points, strides) = anchors(&sizes, &d.strides, cat.kind(), cat.device());
     let lt_rb = dist.split(2, 1);

@@ -206,6 +206,14 @@ impl Graph {
     }
 
     /// Moves / casts every parameter.
+    /// Stores every conv weight channels-last (NHWC in memory, NCHW in shape), so that
+    /// cuDNN runs its NHWC kernels without transposing the weight on every call.
+    pub fn weights_channels_last(&mut self) {
+        for c in self.convs_mut() {
+            c.weight = channels_last(&c.weight);
+        }
+    }
+
     pub fn to(&mut self, device: tch::Device, kind: tch::Kind) {
         for n in &mut self.nodes {
             match &mut n.op {
@@ -232,4 +240,10 @@ fn clone_op(op: &Op) -> Op {
         Op::Add => Op::Add,
         Op::Detect(d) => Op::Detect(Detect { nc: d.nc, reg_max: d.reg_max, strides: d.strides.clone(), dfl_weight: d.dfl_weight.copy() }),
     }
+}
+
+/// The same 4-d tensor laid out channels-last (tch has no memory-format argument; the
+/// permute–contiguous–permute round trip yields exactly PyTorch's channels-last strides).
+pub fn channels_last(x: &tch::Tensor) -> tch::Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }

@@ -4,6 +4,7 @@ pub mod calib_method;
 pub mod calibrate;
 pub mod fake_quant;
 pub mod histogram;
+pub mod learned_amax;
 pub mod optimizer;
 pub mod placement;
 pub mod qat;

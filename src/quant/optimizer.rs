@@ -47,10 +47,13 @@ impl FlatParams {
     }
 
     /// Points the graph's conv parameters at views of `buf` (a flat tensor laid out like `flat`).
+    /// One split, not a `narrow` per span: the backward of a split is one concatenation,
+    /// while each narrow's backward would write a zero-filled gradient the size of `buf`.
     pub fn bind(&self, graph: &mut Graph, buf: &Tensor) {
-        for s in &self.spans {
+        let sizes: Vec<i64> = self.spans.iter().map(Span::numel).collect();
+        for (s, part) in self.spans.iter().zip(buf.split_with_sizes(sizes.as_slice(), 0)) {
             if let Op::Conv(c) = &mut graph.nodes[s.node].op {
-                let view = buf.narrow(0, s.offset, s.numel()).view(s.size.as_slice());
+                let view = part.view(s.size.as_slice());
                 if s.is_bias {
                     c.bias = Some(view);
                 } else {

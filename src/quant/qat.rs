@@ -4,12 +4,13 @@
 //! never read a value back to the host.
 
 use super::fake_quant::{QParams, TINY_AMAX};
+use super::learned_amax::{fake_quant_learned, LearnedAmax};
 use super::optimizer::{Adam, FlatParams, LossScale};
 use super::quantizer::QuantTable;
 use crate::cuda::graph::CudaGraph;
 use crate::model::detector::Detector;
 use crate::model::forward::{NoQuant, QuantHook};
-use crate::model::graph::{Graph, QuantId, ValueId};
+use crate::model::graph::{channels_last, Graph, QuantId, ValueId};
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -58,6 +59,9 @@ pub struct Qat {
     half: bool,
     /// The learning rate, a device scalar (a captured step reads it on every replay).
     lr: Tensor,
+    channels_last: bool,
+    /// Activation ranges trained alongside the weights (`--learn-amax`).
+    learned: Option<LearnedAmax>,
     graphed: Option<Graphed>,
 }
 
@@ -95,7 +99,33 @@ impl Qat {
         let adam = Adam::new(&params.flat);
         let scale = LossScale::new(device);
         let lr = Tensor::zeros([], (Kind::Float, device));
-        Qat { teacher, params, adam, scale, weights, supervised, needed, half, lr, graphed: None }
+        Qat { teacher, params, adam, scale, weights, supervised, needed, half, lr, channels_last: false, learned: None, graphed: None }
+    }
+
+    /// Computes in channels-last layout (NHWC in memory): batches, activations and the
+    /// teacher's weights; the student's weights are converted by each convolution.
+    pub fn set_channels_last(&mut self, on: bool) {
+        if on && !self.channels_last {
+            self.teacher.weights_channels_last();
+        }
+        self.channels_last = on;
+        self.graphed = None;
+    }
+
+    /// Also trains every calibrated activation amax (log-parameterized, Adam at `lr`);
+    /// see [`LearnedAmax`]. `write_back_amax` puts the values into the student's table.
+    pub fn learn_amax(&mut self, student: &Detector, lr: f64) {
+        let q = student.quant.as_ref().expect("QAT needs a quantized student");
+        self.learned = LearnedAmax::new(&q.table, lr, self.lr.device());
+        self.graphed = None;
+    }
+
+    /// Copies learned activation ranges into the student's quantizers (before evaluating
+    /// or saving it); nothing to do without `learn_amax`.
+    pub fn write_back_amax(&self, student: &mut Detector) {
+        if let (Some(l), Some(q)) = (&self.learned, student.quant.as_mut()) {
+            l.write_back(&mut q.table);
+        }
     }
 
     /// One step on batch `x`; returns the loss (sum over layers of per-item MSE, summed
@@ -121,6 +151,7 @@ impl Qat {
         let mut state = vec![self.params.flat.detach()];
         state.extend(self.adam.state());
         state.extend(self.scale.state());
+        state.extend(self.learned.iter().flat_map(LearnedAmax::state));
         let saved: Vec<Tensor> = state.iter().map(Tensor::copy).collect();
         let x_static = x.copy();
         // A libtorch error while recording (an op that syncs with the host) panics in tch.
@@ -179,16 +210,20 @@ impl Qat {
         let keep = &self.supervised;
         let only = Some(self.needed.as_slice());
         let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
+        let x = if self.channels_last { channels_last(&x) } else { x };
         let targets = tch::no_grad(|| self.teacher.run_nodes(&x, &mut NoQuant, keep, only));
         // Weights: fake-quantized all at once on the flat buffer, then viewed by the convs.
         let wq = self.weights.apply(&self.params.flat);
         let wq = if self.half { wq.to_kind(Kind::Half) } else { wq };
         self.params.bind(&mut student.graph, &wq);
         let table = &student.quant.as_ref().expect("QAT needs a quantized student").table;
-        let outs = student.graph.run_nodes(&x, &mut TrainQuant(table), keep, only);
+        let amaxes = self.learned.as_ref().map(LearnedAmax::amaxes);
+        let learned = self.learned.as_ref().zip(amaxes.as_deref());
+        let outs = student.graph.run_nodes(&x, &mut TrainQuant { table, learned }, keep, only);
         let mut loss = Tensor::zeros([], (Kind::Float, x.device()));
         for &v in keep {
-            let d = outs.get(v).to_kind(Kind::Float) - targets.get(v).to_kind(Kind::Float);
+            // In the compute precision; the mean accumulates (and returns) fp32.
+            let d = outs.get(v) - targets.get(v);
             loss += d.square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
         }
         if self.half {
@@ -198,7 +233,10 @@ impl Qat {
         }
         drop(outs);
         let inv_scale = if self.half { self.scale.scale.reciprocal() } else { Tensor::ones([], (Kind::Float, x.device())) };
-        let found_inf = self.adam.step(&mut self.params.flat, &self.lr, &inv_scale);
+        let mut found_inf = self.adam.step(&mut self.params.flat, &self.lr, &inv_scale);
+        if let Some(l) = self.learned.as_mut() {
+            found_inf = found_inf.maximum(&l.step(&inv_scale));
+        }
         if self.half {
             self.scale.update(&found_inf);
         }
@@ -257,12 +295,21 @@ impl FlatWeightQuant {
 }
 
 /// Training-time activation quantization: the recipe's STE mask (|x| <= amax)
-/// from one clamp before the native fake-quant kernel. Weights arrive quantized.
-struct TrainQuant<'a>(&'a QuantTable);
+/// from one clamp before the native fake-quant kernel, or a learned amax's quantizer.
+/// Weights arrive quantized.
+struct TrainQuant<'a> {
+    table: &'a QuantTable,
+    /// The learned ranges and this step's amax tensors.
+    learned: Option<(&'a LearnedAmax, &'a [Tensor])>,
+}
 
 impl QuantHook for TrainQuant<'_> {
     fn activation(&mut self, q: QuantId, x: &Tensor) -> Tensor {
-        match &self.0.quantizers[q].params {
+        if let Some(i) = self.learned.and_then(|(l, _)| l.slot(q)) {
+            let (_, amaxes) = self.learned.expect("checked above");
+            return fake_quant_learned(x, &amaxes[i]);
+        }
+        match &self.table.quantizers[q].params {
             Some(QParams::PerTensor { amax }) => x.clamp(-amax, *amax).fake_quantize_per_tensor_affine(amax / 127.0, 0, -128, 127),
             Some(p) => p.apply(x),
             None => x.shallow_clone(),
