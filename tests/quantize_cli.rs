@@ -48,3 +48,36 @@ fn resume_continues_exactly_where_the_run_stopped() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--resume: all 2 epochs"), "{err}");
 }
+
+#[test]
+fn learned_ranges_reach_the_saved_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    quantize(p, "lsq", "1", &["--learn-amax", "1e-2"]);
+    let weights = p.join("lsq").join("weights");
+    let find = |prefix: &str| {
+        let e = std::fs::read_dir(&weights).unwrap().map(|e| e.unwrap().path()).find(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix));
+        e.unwrap_or_else(|| panic!("no {prefix}* in {}", weights.display()))
+    };
+    let ranges = |f: &Path| -> Vec<Option<f64>> {
+        let m = yolo_qat::checkpoint::load::load(f).unwrap();
+        m.quant.unwrap().table.quantizers.iter().filter(|q| !q.per_channel).map(|q| q.amax_f64()).collect()
+    };
+    let (ptq, qat) = (ranges(&find("ptq_ap_")), ranges(&find("qat_ep_0_")));
+    assert_eq!(ptq.len(), qat.len());
+    let moved = ptq.iter().zip(&qat).filter(|(a, b)| a != b).count();
+    assert!(moved > 10, "only {moved} of {} activation ranges differ after QAT with --learn-amax", ptq.len());
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.join("lsq").join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["run"]["learn_amax"].as_f64(), Some(0.01), "{report}");
+}
+
+#[test]
+fn a_bad_learn_amax_is_a_one_line_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_yolo-qat"))
+        .args(["quantize", "--device", "cpu", "--weights", WEIGHTS, "--data", DATA, "--learn-amax", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--learn-amax 0"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err:?}");
+}

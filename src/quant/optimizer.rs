@@ -5,12 +5,11 @@
 use crate::model::graph::{Graph, Op};
 use tch::{Kind, Tensor};
 
-/// Where one conv parameter lives in the flat buffer.
+/// One conv parameter in the flat buffer (spans lie back to back, in order).
 #[derive(Debug, Clone)]
 pub struct Span {
     pub node: usize,
     pub is_bias: bool,
-    pub offset: i64,
     pub size: Vec<i64>,
 }
 
@@ -31,12 +30,10 @@ impl FlatParams {
     pub fn new(graph: &Graph) -> FlatParams {
         let mut spans = Vec::new();
         let mut parts = Vec::new();
-        let mut offset = 0;
         for (i, n) in graph.nodes.iter().enumerate() {
             if let Op::Conv(c) = &n.op {
                 for (t, is_bias) in std::iter::once((&c.weight, false)).chain(c.bias.iter().map(|b| (b, true))) {
-                    let span = Span { node: i, is_bias, offset, size: t.size() };
-                    offset += span.numel();
+                    let span = Span { node: i, is_bias, size: t.size() };
                     parts.push(t.detach().to_kind(Kind::Float).reshape([-1]));
                     spans.push(span);
                 }
