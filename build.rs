@@ -4,6 +4,8 @@
 // With the CUDA runtime headers at hand (the torch wheel's nvidia packages), the
 // CUDA graph shim (src/cuda/graph.cpp) is compiled too and `yq_cuda_graph` is set
 // (YOLO_QAT_NO_CUDA_GRAPH=1 skips it; QAT then launches its kernels one by one).
+// The QAT fake-quant autograd op (src/quant/train_fake_quant.cpp) needs only torch's
+// headers and is built for CPU and CUDA alike (`yq_train_fake_quant`).
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -12,9 +14,12 @@ fn main() {
     println!("cargo:rerun-if-changed=src/cuda/graph.cpp");
     println!("cargo:rerun-if-changed=src/cuda/cudart_forward.cpp");
     println!("cargo:rerun-if-env-changed=YOLO_QAT_NO_CUDA_GRAPH");
+    println!("cargo:rerun-if-changed=src/quant/train_fake_quant.cpp");
     println!("cargo::rustc-check-cfg=cfg(yq_cuda_graph)");
+    println!("cargo::rustc-check-cfg=cfg(yq_train_fake_quant)");
     let Some(torch) = torch_dir() else { return };
     let lib = torch.join("lib");
+    build_train_fake_quant(&torch, &lib);
     let has_cuda = lib.join("libtorch_cuda.so").exists();
     if has_cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
@@ -24,6 +29,28 @@ fn main() {
         }
     }
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+}
+
+/// The QAT fake-quant autograd op (src/quant/train_fake_quant.cpp); CPU and CUDA alike.
+fn build_train_fake_quant(torch: &Path, lib: &Path) {
+    if !torch.join("include/torch/csrc/autograd/custom_function.h").exists() {
+        return;
+    }
+    cc::Build::new()
+        .cpp(true)
+        .file("src/quant/train_fake_quant.cpp")
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("yq_train_fake_quant");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    for l in ["torch_cpu", "c10"] {
+        println!("cargo:rustc-link-lib=dylib={l}");
+    }
+    println!("cargo:rustc-cfg=yq_train_fake_quant");
 }
 
 fn build_graph_shim(torch: &Path, lib: &Path, cuda_include: &Path) {

@@ -48,6 +48,46 @@ impl QParams {
     }
 }
 
+/// Per-tensor fake quantization for QAT: the native kernel's value, the gradient where
+/// |x| <= amax. With the C++ op (`train_fake_quant.cpp`, built by build.rs) that is one
+/// kernel forward and one backward; without it, clamp then fake-quant (same gradient,
+/// the value differs only for x in [−128.5, −127.5) steps, which clamp moves to −127).
+pub fn train_fake_quant(x: &Tensor, amax: f64) -> Tensor {
+    #[cfg(yq_train_fake_quant)]
+    {
+        native_op::apply(x, amax)
+    }
+    #[cfg(not(yq_train_fake_quant))]
+    {
+        x.clamp(-amax, amax).fake_quantize_per_tensor_affine(amax / 127.0, 0, -128, 127)
+    }
+}
+
+#[cfg(yq_train_fake_quant)]
+mod native_op {
+    use std::ffi::{c_char, c_void, CStr};
+    use tch::Tensor;
+
+    extern "C" {
+        fn yq_train_fake_quant(x: *mut c_void, amax: f64, err: *mut *mut c_char) -> *mut c_void;
+        fn yq_op_free_str(s: *mut c_char);
+    }
+
+    pub fn apply(x: &Tensor, amax: f64) -> Tensor {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: `x` is a live tch tensor (an at::Tensor*); the op returns a new
+        // at::Tensor* that tch takes ownership of, or null with a message it allocated.
+        let y = unsafe { yq_train_fake_quant(x.as_ptr() as *mut c_void, amax, &mut err) };
+        if y.is_null() {
+            let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().lines().next().unwrap_or("").to_string();
+            unsafe { yq_op_free_str(err) };
+            // Like tch's own ops: a libtorch error is a panic (QAT catches it at capture).
+            panic!("fake-quant op: {msg}");
+        }
+        unsafe { Tensor::from_ptr(y.cast()) }
+    }
+}
+
 /// `q`'s value with `clipped`'s gradient (only built when `x` needs a gradient).
 fn graft(x: &Tensor, q: Tensor, clipped: impl FnOnce() -> Tensor) -> Tensor {
     if !x.requires_grad() {
@@ -124,6 +164,35 @@ mod tests {
         let p = QParams::per_channel(&t(&[1.0, 4.0]));
         p.apply(&w).sum(Kind::Float).backward();
         assert_eq!(vals(&w.grad()), [1.0, 0.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn training_op_takes_the_reference_value_and_the_recipe_gradient() {
+        for kind in [Kind::Float, Kind::Double] {
+            // amax 1.27 → step 0.01; −1.2851 rounds to −128 steps (the reference's value, no clamp
+            // first); 1.27 passes the gradient (|x| <= amax), 1.2701 and −1.2851 do not.
+            let x = t(&[0.014, -0.026, 1.27, 1.2701, -1.2851, 3.0]).to_kind(kind).set_requires_grad(true);
+            let y = train_fake_quant(&x, 1.27);
+            let got = vals(&y.to_kind(Kind::Float));
+            #[cfg(yq_train_fake_quant)]
+            let want = [0.01f32, -0.03, 1.27, 1.27, -1.28, 1.27];
+            #[cfg(not(yq_train_fake_quant))]
+            let want = [0.01f32, -0.03, 1.27, 1.27, -1.27, 1.27];
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{kind:?}: {got:?}");
+            }
+            y.sum(Kind::Float).backward();
+            assert_eq!(vals(&x.grad().to_kind(Kind::Float)), [1.0, 1.0, 1.0, 0.0, 0.0, 0.0], "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn training_op_mask_is_exact_in_half_precision() {
+        // amax between two fp16 values: the largest fp16 at or below it passes, the next does not.
+        let amax = 1.0004; // fp16 neighbours 1.0 and 1.000977
+        let x = t(&[1.0, 1.000977, -1.0, -1.000977]).to_kind(Kind::Half).set_requires_grad(true);
+        train_fake_quant(&x, amax).to_kind(Kind::Float).sum(Kind::Float).backward();
+        assert_eq!(vals(&x.grad().to_kind(Kind::Float)), [1.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! step is recorded once as a CUDA graph and replayed (`Qat::capture`), so it must
 //! never read a value back to the host.
 
-use super::fake_quant::{QParams, TINY_AMAX};
+use super::fake_quant::{train_fake_quant, QParams, TINY_AMAX};
 use super::learned_amax::{fake_quant_learned, LearnedAmax};
 use super::optimizer::{Adam, FlatParams, LossScale};
 use super::quantizer::QuantTable;
@@ -294,8 +294,8 @@ impl FlatWeightQuant {
     }
 }
 
-/// Training-time activation quantization: the recipe's STE mask (|x| <= amax)
-/// from one clamp before the native fake-quant kernel, or a learned amax's quantizer.
+/// Training-time activation quantization: the native fake-quant value with the
+/// recipe's STE mask (|x| <= amax), or a learned amax's quantizer.
 /// Weights arrive quantized.
 struct TrainQuant<'a> {
     table: &'a QuantTable,
@@ -310,7 +310,7 @@ impl QuantHook for TrainQuant<'_> {
             return fake_quant_learned(x, &amaxes[i]);
         }
         match &self.table.quantizers[q].params {
-            Some(QParams::PerTensor { amax }) => x.clamp(-amax, *amax).fake_quantize_per_tensor_affine(amax / 127.0, 0, -128, 127),
+            Some(QParams::PerTensor { amax }) => train_fake_quant(x, *amax),
             Some(p) => p.apply(x),
             None => x.shallow_clone(),
         }

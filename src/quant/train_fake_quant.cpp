@@ -1,0 +1,77 @@
+// Training-time per-tensor fake quantization as one autograd op (tch cannot define
+// autograd functions). Forward: ATen's native fake-quant kernel on x, which is the
+// reference's value exactly. Backward: the recipe's straight-through mask, gradient
+// where |x| <= amax, in a single hardtanh_backward kernel. It replaces
+// clamp + fake-quant, whose backward is five kernels (clamp's alone is four).
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <limits>
+
+namespace {
+
+// The smallest value of `kind` strictly above a > 0. hardtanh_backward passes the
+// gradient where -hi < x < hi; for x of that kind this is exactly |x| <= a.
+double next_above(double a, at::ScalarType kind) {
+  const float inf = std::numeric_limits<float>::infinity();
+  switch (kind) {
+    case at::kHalf: {
+      c10::Half h(static_cast<float>(a));
+      if (static_cast<float>(h) > a) return static_cast<float>(h);
+      return static_cast<float>(c10::Half(static_cast<uint16_t>(h.x + 1), c10::Half::from_bits()));
+    }
+    case at::kBFloat16: {
+      c10::BFloat16 h(static_cast<float>(a));
+      if (static_cast<float>(h) > a) return static_cast<float>(h);
+      return static_cast<float>(c10::BFloat16(static_cast<uint16_t>(h.x + 1), c10::BFloat16::from_bits()));
+    }
+    case at::kFloat: {
+      float f = static_cast<float>(a);
+      return f > a ? f : std::nextafter(f, inf);
+    }
+    default:
+      return std::nextafter(a, std::numeric_limits<double>::infinity());
+  }
+}
+
+struct TrainFakeQuant : public torch::autograd::Function<TrainFakeQuant> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double amax) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["hi"] = next_above(amax, x.scalar_type());
+    return at::fake_quantize_per_tensor_affine(x, amax / 127.0, 0, -128, 127);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor x = ctx->get_saved_variables()[0];
+    const double hi = ctx->saved_data["hi"].toDouble();
+    return {at::hardtanh_backward(grads[0], x, -hi, hi), at::Tensor()};
+  }
+};
+
+char* copy_message(const char* what) {
+  char* s = static_cast<char*>(std::malloc(std::strlen(what) + 1));
+  if (s != nullptr) std::strcpy(s, what);
+  return s;
+}
+
+}  // namespace
+
+extern "C" {
+
+// x: a tch tensor (at::Tensor*); returns a new one, or null with *err set.
+void* yq_train_fake_quant(void* x, double amax, char** err) {
+  try {
+    return new at::Tensor(TrainFakeQuant::apply(*static_cast<at::Tensor*>(x), amax));
+  } catch (const std::exception& e) {
+    *err = copy_message(e.what());
+    return nullptr;
+  }
+}
+
+void yq_op_free_str(char* s) { std::free(s); }
+}
