@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`,
 /// so that a crash never leaves a half-written output.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("out")));
+    write_via_temp(path, &tmp, |t| Ok(std::fs::write(t, bytes)?))
+}
+
+/// `write(tmp)`, then `tmp` renamed over `path` (its folder created first).
+fn write_via_temp(path: &Path, tmp: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
     }
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("out")));
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    write(tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
     Ok(())
 }
 
@@ -29,13 +34,7 @@ pub fn increment_dir(project: &Path, name: &str, exist_ok: bool) -> Result<PathB
 
 /// `Tensor::write_safetensors` through a temporary file and a rename (see `write_atomic`).
 pub fn write_safetensors_atomic(path: &Path, tensors: &[(String, tch::Tensor)]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    }
-    let tmp = path.with_extension("safetensors.tmp");
-    tch::Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    Ok(())
+    write_via_temp(path, &path.with_extension("safetensors.tmp"), |t| Ok(tch::Tensor::write_safetensors(tensors, t)?))
 }
 
 /// The message of a libtorch error out of tch's panic text, which wraps it (and a C++
@@ -44,6 +43,23 @@ pub fn torch_error_line(panic: &str) -> String {
     let inner = panic.split_once("Torch(\"").map_or(panic, |(_, rest)| rest);
     let line = inner.split("\\n").next().unwrap_or(inner).lines().next().unwrap_or("unknown");
     line.chars().take(300).collect()
+}
+
+/// The first line of an error message that a C++ shim (`src/cuda/graph.cpp`,
+/// `src/quant/train_fake_quant.cpp`) returned through its `char** err`, freed here.
+///
+/// # Safety
+/// `err` is null or a NUL-terminated string from `strdup`, not used afterwards.
+pub unsafe fn take_c_message(err: *mut std::ffi::c_char) -> Option<String> {
+    extern "C" {
+        fn free(p: *mut std::ffi::c_void);
+    }
+    if err.is_null() {
+        return None;
+    }
+    let msg = std::ffi::CStr::from_ptr(err).to_string_lossy().lines().next().unwrap_or("").to_string();
+    free(err.cast());
+    Some(msg)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 // CUDA graph capture and replay through libtorch's at::cuda::CUDAGraph, which tch
 // does not wrap. A Graph owns a side stream: warm-up and capture run on it (as
 // PyTorch requires), replays run on the caller's current stream. Errors come back
-// as strings allocated here and released by yq_free_str.
+// as strdup'ed strings that the caller frees (util::take_c_message).
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -25,21 +25,15 @@ struct Graph {
         side(c10::cuda::getStreamFromPool(false, device)) {}
 };
 
-char* copy_message(const char* what) {
-  char* s = static_cast<char*>(std::malloc(std::strlen(what) + 1));
-  if (s != nullptr) std::strcpy(s, what);
-  return s;
-}
-
 template <typename F>
 int guarded(char** err, F f) {
   try {
     f();
     return 0;
   } catch (const std::exception& e) {
-    *err = copy_message(e.what());
+    *err = strdup(e.what());
   } catch (...) {
-    *err = copy_message("unknown C++ exception");
+    *err = strdup("unknown C++ exception");
   }
   return 1;
 }
@@ -86,7 +80,5 @@ void yq_graph_free(void* p) { delete static_cast<Graph*>(p); }
 int yq_empty_cache(char** err) {
   return guarded(err, [&] { c10::cuda::CUDACachingAllocator::emptyCache(); });
 }
-
-void yq_free_str(char* s) { std::free(s); }
 
 }  // extern "C"

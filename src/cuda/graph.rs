@@ -12,7 +12,7 @@ pub use imp::CudaGraph;
 #[cfg(yq_cuda_graph)]
 mod imp {
     use anyhow::{anyhow, bail, Result};
-    use std::ffi::{c_char, c_int, c_void, CStr};
+    use std::ffi::{c_char, c_int, c_void};
 
     extern "C" {
         fn yq_graph_new(device: c_int, err: *mut *mut c_char) -> *mut c_void;
@@ -21,7 +21,6 @@ mod imp {
         fn yq_graph_replay(g: *mut c_void, err: *mut *mut c_char) -> c_int;
         fn yq_graph_free(g: *mut c_void);
         fn yq_empty_cache(err: *mut *mut c_char) -> c_int;
-        fn yq_free_str(s: *mut c_char);
     }
 
     pub struct CudaGraph {
@@ -32,12 +31,8 @@ mod imp {
 
     /// The shim's error string as an error (`what` failed: message), freeing the string.
     fn error(err: *mut c_char, what: &str) -> anyhow::Error {
-        if err.is_null() {
-            return anyhow!("{what}: failed");
-        }
-        // SAFETY: the shim allocated a NUL-terminated string; it is freed once, here.
-        let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().lines().next().unwrap_or("").to_string();
-        unsafe { yq_free_str(err) };
+        // SAFETY: the shim strdup'ed the message (or left it null); it is taken once, here.
+        let msg = unsafe { crate::util::take_c_message(err) }.unwrap_or_else(|| "failed".into());
         anyhow!("{what}: {msg}")
     }
 

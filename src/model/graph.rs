@@ -205,7 +205,6 @@ impl Graph {
         }
     }
 
-    /// Moves / casts every parameter.
     /// Stores every conv weight channels-last (NHWC in memory, NCHW in shape), so that
     /// cuDNN runs its NHWC kernels without transposing the weight on every call.
     pub fn weights_channels_last(&mut self) {
@@ -214,6 +213,7 @@ impl Graph {
         }
     }
 
+    /// Moves / casts every parameter.
     pub fn to(&mut self, device: tch::Device, kind: tch::Kind) {
         for n in &mut self.nodes {
             match &mut n.op {

@@ -65,22 +65,20 @@ pub fn train_fake_quant(x: &Tensor, amax: f64) -> Tensor {
 
 #[cfg(yq_train_fake_quant)]
 mod native_op {
-    use std::ffi::{c_char, c_void, CStr};
+    use std::ffi::{c_char, c_void};
     use tch::Tensor;
 
     extern "C" {
         fn yq_train_fake_quant(x: *mut c_void, amax: f64, err: *mut *mut c_char) -> *mut c_void;
-        fn yq_op_free_str(s: *mut c_char);
     }
 
     pub fn apply(x: &Tensor, amax: f64) -> Tensor {
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: `x` is a live tch tensor (an at::Tensor*); the op returns a new
-        // at::Tensor* that tch takes ownership of, or null with a message it allocated.
+        // at::Tensor* that tch takes ownership of, or null with a strdup'ed message.
         let y = unsafe { yq_train_fake_quant(x.as_ptr() as *mut c_void, amax, &mut err) };
         if y.is_null() {
-            let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().lines().next().unwrap_or("").to_string();
-            unsafe { yq_op_free_str(err) };
+            let msg = unsafe { crate::util::take_c_message(err) }.unwrap_or_default();
             // Like tch's own ops: a libtorch error is a panic (QAT catches it at capture).
             panic!("fake-quant op: {msg}");
         }

@@ -250,12 +250,14 @@ impl Qat {
 /// out in elementwise ops (ATen's per-channel kernel reads its zero points back to
 /// the host, which a CUDA graph cannot record).
 struct FlatWeightQuant {
-    /// 127 / amax per element (0 where not quantized).
+    /// 127 / amax per element (amax is 1 where not quantized).
     inv_scale: Tensor,
     /// amax / 127 per element.
     scale: Tensor,
     amax: Tensor,
+    /// Quantized elements, and its complement (whose gradient always passes).
     mask: Tensor,
+    unquantized: Tensor,
 }
 
 impl FlatWeightQuant {
@@ -280,14 +282,18 @@ impl FlatWeightQuant {
             }
         }
         let amax = Tensor::cat(&amax_parts, 0);
-        FlatWeightQuant { inv_scale: 127.0 / &amax, scale: &amax / 127.0, amax, mask: Tensor::cat(&mask_parts, 0) }
+        FlatWeightQuant::from_amax(amax, Tensor::cat(&mask_parts, 0))
+    }
+
+    fn from_amax(amax: Tensor, mask: Tensor) -> FlatWeightQuant {
+        FlatWeightQuant { inv_scale: 127.0 / &amax, scale: &amax / 127.0, unquantized: mask.logical_not(), amax, mask }
     }
 
     /// Recipe §3 on every element: q = clamp(round(w·127/amax), −128, 127), value q·amax/127,
     /// gradient 1 where |w| ≤ amax (and everywhere for unquantized elements).
     fn apply(&self, w: &Tensor) -> Tensor {
         let q = (w * &self.inv_scale).round().clamp(-128.0, 127.0) * &self.scale;
-        let pass = w.abs().le_tensor(&self.amax).logical_or(&self.mask.logical_not());
+        let pass = w.abs().le_tensor(&self.amax).logical_or(&self.unquantized);
         let through = w * pass.to_kind(Kind::Float);
         let value = q.where_self(&self.mask, w);
         &through + (value - &through).detach()
@@ -305,9 +311,10 @@ struct TrainQuant<'a> {
 
 impl QuantHook for TrainQuant<'_> {
     fn activation(&mut self, q: QuantId, x: &Tensor) -> Tensor {
-        if let Some(i) = self.learned.and_then(|(l, _)| l.slot(q)) {
-            let (_, amaxes) = self.learned.expect("checked above");
-            return fake_quant_learned(x, &amaxes[i]);
+        if let Some((l, amaxes)) = self.learned {
+            if let Some(i) = l.slot(q) {
+                return fake_quant_learned(x, &amaxes[i]);
+            }
         }
         match &self.table.quantizers[q].params {
             Some(QParams::PerTensor { amax }) => train_fake_quant(x, *amax),
@@ -335,7 +342,7 @@ mod tests {
     fn flat_weight_quant_rounds_clamps_and_masks_the_gradient() {
         let amax = Tensor::from_slice(&[1.27f32, 1.27, 1.27, 1.27, 1.0]);
         let mask = Tensor::from_slice(&[true, true, true, true, false]);
-        let fq = FlatWeightQuant { inv_scale: 127.0 / &amax, scale: &amax / 127.0, amax: amax.shallow_clone(), mask };
+        let fq = FlatWeightQuant::from_amax(amax, mask);
         // Steps of 0.01: 0.014 → 0.01, −0.026 → −0.03, 1.5 → 1.27 (clamped), −1.2851 → −1.28 (q = −128), 3.3 unquantized.
         let w = Tensor::from_slice(&[0.014f32, -0.026, 1.5, -1.2851, 3.3]).set_requires_grad(true);
         let y = fq.apply(&w);

@@ -7,7 +7,6 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -53,25 +52,20 @@ struct TrainFakeQuant : public torch::autograd::Function<TrainFakeQuant> {
   }
 };
 
-char* copy_message(const char* what) {
-  char* s = static_cast<char*>(std::malloc(std::strlen(what) + 1));
-  if (s != nullptr) std::strcpy(s, what);
-  return s;
-}
-
 }  // namespace
 
 extern "C" {
 
-// x: a tch tensor (at::Tensor*); returns a new one, or null with *err set.
+// x: a tch tensor (at::Tensor*); returns a new one, or null with *err set to a
+// strdup'ed message that the caller frees.
 void* yq_train_fake_quant(void* x, double amax, char** err) {
   try {
     return new at::Tensor(TrainFakeQuant::apply(*static_cast<at::Tensor*>(x), amax));
   } catch (const std::exception& e) {
-    *err = copy_message(e.what());
-    return nullptr;
+    *err = strdup(e.what());
+  } catch (...) {
+    *err = strdup("unknown C++ exception");
   }
+  return nullptr;
 }
-
-void yq_op_free_str(char* s) { std::free(s); }
 }
