@@ -1,5 +1,7 @@
 //! Quantization: fake-quant math, calibrators, placement and scale tying, PTQ and QAT.
 
+pub mod assigner;
+pub mod box_iou;
 pub mod calib_method;
 pub mod calibrate;
 pub mod fake_quant;
@@ -11,6 +13,7 @@ pub mod qat;
 pub mod sensitivity;
 pub mod quantizer;
 pub mod state;
+pub mod task_loss;
 pub mod tying;
 
 pub use calib_method::CalibMethod;
