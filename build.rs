@@ -78,10 +78,7 @@ fn torch_dir() -> Option<PathBuf> {
     if let Ok(root) = std::env::var("LIBTORCH") {
         return Some(PathBuf::from(root));
     }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import torch,os;print(os.path.dirname(torch.__file__))"])
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("python3").args(["-c", "import torch,os;print(os.path.dirname(torch.__file__))"]).output().ok()?;
     let dir = String::from_utf8(out.stdout).ok()?;
     Some(PathBuf::from(dir.trim()))
 }
@@ -90,7 +87,8 @@ fn torch_dir() -> Option<PathBuf> {
 /// nvidia runtime package lacks `crt/`, triton bundles all of them), or a CUDA toolkit.
 fn cuda_include(torch: &Path) -> Option<PathBuf> {
     let site = torch.parent()?;
-    let mut candidates: Vec<PathBuf> = ["nvidia/cu13/include", "nvidia/cuda_runtime/include", "triton/backends/nvidia/include"].iter().map(|p| site.join(p)).collect();
+    let mut candidates: Vec<PathBuf> =
+        ["nvidia/cu13/include", "nvidia/cuda_runtime/include", "triton/backends/nvidia/include"].iter().map(|p| site.join(p)).collect();
     if let Ok(home) = std::env::var("CUDA_HOME") {
         candidates.push(PathBuf::from(home).join("include"));
     }

@@ -3,9 +3,9 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod cuda;
 pub mod data;
 pub mod eval;
-pub mod cuda;
 pub mod export;
 pub mod model;
 pub mod quant;

@@ -23,11 +23,7 @@ fn write_via_temp(path: &Path, tmp: &Path, write: impl FnOnce(&Path) -> Result<(
 /// Upstream's `increment_path`: `runs/x/exp`, then `exp2`, `exp3`… unless `exist_ok`.
 pub fn increment_dir(project: &Path, name: &str, exist_ok: bool) -> Result<PathBuf> {
     let base = project.join(name);
-    let dir = if exist_ok || !base.exists() {
-        base
-    } else {
-        (2..).map(|n| project.join(format!("{name}{n}"))).find(|p| !p.exists()).expect("unbounded")
-    };
+    let dir = if exist_ok || !base.exists() { base } else { (2..).map(|n| project.join(format!("{name}{n}"))).find(|p| !p.exists()).expect("unbounded") };
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
     Ok(dir)
 }

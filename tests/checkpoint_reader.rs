@@ -4,9 +4,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use yolo_qat::checkpoint::{
-    load_pickle, read_upstream, read_upstream_bytes, DType, UpstreamModel, Value,
-};
+use yolo_qat::checkpoint::{load_pickle, read_upstream, read_upstream_bytes, DType, UpstreamModel, Value};
 
 const FIXTURES: &str = "../shared/fixtures";
 
@@ -33,8 +31,7 @@ fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 fn make_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, data) in entries {
         zip.start_file(name.as_str(), options).unwrap();
         zip.write_all(data).unwrap();
@@ -59,21 +56,13 @@ fn expect_error(name: &str, bytes: &[u8], what: &str) {
 
 #[test]
 fn every_fixture_loads() {
-    for name in [
-        "gelan-c-mini.pt",
-        "gelan-c-mini-relu.pt",
-        "yolov9-t-dual.pt",
-        "yolov9-t-shapes-converted.pt",
-    ] {
+    for name in ["gelan-c-mini.pt", "gelan-c-mini-relu.pt", "yolov9-t-dual.pt", "yolov9-t-shapes-converted.pt"] {
         let m = load(name);
         assert_eq!(m.nc, 6, "{name}");
         assert_eq!(m.names.len(), 6, "{name}");
         assert_eq!(m.stride, vec![8.0, 16.0, 32.0], "{name}");
         assert!(!m.tensors.is_empty(), "{name}");
-        assert!(m
-            .tensors
-            .keys()
-            .all(|k| !k.ends_with("num_batches_tracked")));
+        assert!(m.tensors.keys().all(|k| !k.ends_with("num_batches_tracked")));
         for bn in m.bn_eps.keys() {
             assert_eq!(m.module_types[bn], "BatchNorm2d");
             assert!(m.tensors.contains_key(&format!("{bn}.running_var")), "{bn}");
@@ -100,10 +89,7 @@ fn gelan_c_mini_contents() {
     assert_eq!(backbone.len(), 9);
     assert_eq!(m.yaml["nc"].as_i64(), Some(6));
     let stored_stride = &m.tensors.get("model.22.stride");
-    assert!(
-        stored_stride.is_none(),
-        "DDetect.stride is an attribute, not a buffer"
-    );
+    assert!(stored_stride.is_none(), "DDetect.stride is an attribute, not a buffer");
 }
 
 #[test]
@@ -112,10 +98,7 @@ fn relu_config_keeps_its_activation_string() {
     assert_eq!(m.yaml["activation"].as_str(), Some("nn.ReLU()"));
     // Strings in the config stay strings, even ones that look like None.
     let head = m.yaml["head"].as_sequence().unwrap();
-    let upsample = head
-        .iter()
-        .find(|l| l[2].as_str() == Some("nn.Upsample"))
-        .unwrap();
+    let upsample = head.iter().find(|l| l[2].as_str() == Some("nn.Upsample")).unwrap();
     assert_eq!(upsample[3][0].as_str(), Some("None"));
 }
 
@@ -124,20 +107,14 @@ fn dual_head_checkpoint_has_its_auxiliary_layers() {
     let m = load("yolov9-t-dual.pt");
     // This fixture's yolov9-t config starts with a Conv (no Silence layer).
     assert_eq!(m.module_types["model.0"], "Conv");
-    let last = (0..)
-        .take_while(|i| m.module_types.contains_key(&format!("model.{i}")))
-        .last()
-        .unwrap();
+    let last = (0..).take_while(|i| m.module_types.contains_key(&format!("model.{i}"))).last().unwrap();
     assert_eq!(m.module_types[&format!("model.{last}")], "DualDDetect");
 }
 
 #[test]
 fn trained_checkpoint_names() {
     let m = load("yolov9-t-shapes-converted.pt");
-    assert_eq!(
-        m.names,
-        ["circle", "square", "triangle", "star", "cross", "ring"]
-    );
+    assert_eq!(m.names, ["circle", "square", "triangle", "star", "cross", "ring"]);
 }
 
 #[test]
@@ -152,10 +129,7 @@ fn load_pickle_shows_the_whole_checkpoint() {
 #[test]
 fn folder_name_is_not_assumed() {
     let bytes = std::fs::read(fixture("gelan-c-mini.pt")).unwrap();
-    let renamed: Vec<_> = unzip(&bytes)
-        .into_iter()
-        .map(|(name, data)| (name.replacen("gelan-c-mini/", "archive/", 1), data))
-        .collect();
+    let renamed: Vec<_> = unzip(&bytes).into_iter().map(|(name, data)| (name.replacen("gelan-c-mini/", "archive/", 1), data)).collect();
     let m = read_written("renamed.pt", &make_zip(&renamed)).unwrap();
     assert_eq!(m.tensors, load("gelan-c-mini.pt").tensors);
 }
@@ -163,21 +137,14 @@ fn folder_name_is_not_assumed() {
 #[test]
 fn truncated_file() {
     let bytes = std::fs::read(fixture("gelan-c-mini.pt")).unwrap();
-    expect_error(
-        "half.pt",
-        &bytes[..bytes.len() / 2],
-        "truncated zip archive",
-    );
+    expect_error("half.pt", &bytes[..bytes.len() / 2], "truncated zip archive");
 }
 
 #[test]
 fn flipped_bytes_in_the_pickle() {
     let bytes = std::fs::read(fixture("gelan-c-mini.pt")).unwrap();
     let mut entries = unzip(&bytes);
-    let pkl = entries
-        .iter()
-        .position(|(n, _)| n.ends_with("data.pkl"))
-        .unwrap();
+    let pkl = entries.iter().position(|(n, _)| n.ends_with("data.pkl")).unwrap();
     // In place in the zip: the entry's checksum no longer matches.
     let header_and_name = 30 + entries[pkl].0.len();
     let mut flipped = bytes.clone();
@@ -195,10 +162,7 @@ fn flipped_bytes_in_the_pickle() {
 fn random_flips_never_panic() {
     let bytes = std::fs::read(fixture("gelan-c-mini.pt")).unwrap();
     let mut entries = unzip(&bytes);
-    let pkl = entries
-        .iter()
-        .position(|(n, _)| n.ends_with("data.pkl"))
-        .unwrap();
+    let pkl = entries.iter().position(|(n, _)| n.ends_with("data.pkl")).unwrap();
     let original = entries[pkl].1.clone();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..40 {
@@ -219,19 +183,13 @@ fn random_flips_never_panic() {
 fn zip_without_a_yolo_model() {
     // {'a': 1}, pickle protocol 2.
     let pickle = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.".to_vec();
-    let entries = vec![
-        ("x/data.pkl".to_string(), pickle),
-        ("x/byteorder".to_string(), b"little".to_vec()),
-    ];
+    let entries = vec![("x/data.pkl".to_string(), pickle), ("x/byteorder".to_string(), b"little".to_vec())];
     expect_error("other.pt", &make_zip(&entries), "not a YOLO checkpoint");
 }
 
 #[test]
 fn names_from_the_file_are_shown_on_one_line() {
-    let entries = vec![
-        ("a\nb/data.pkl".to_string(), b"N.".to_vec()),
-        ("c/data.pkl".to_string(), b"N.".to_vec()),
-    ];
+    let entries = vec![("a\nb/data.pkl".to_string(), b"N.".to_vec()), ("c/data.pkl".to_string(), b"N.".to_vec())];
     expect_error("two.pt", &make_zip(&entries), "a\\nb/data.pkl");
 }
 
@@ -242,34 +200,20 @@ fn empty_file() {
 
 #[test]
 fn text_file() {
-    expect_error(
-        "notes.pt",
-        b"this is not a checkpoint\n",
-        "not a zip archive",
-    );
+    expect_error("notes.pt", b"this is not a checkpoint\n", "not a zip archive");
 }
 
 #[test]
 fn missing_file_is_an_error() {
     let err = read_upstream(Path::new("no-such-dir/absent.pt")).unwrap_err();
-    assert!(
-        err.to_string().starts_with("no-such-dir/absent.pt: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("no-such-dir/absent.pt: "), "{err}");
 }
 
 #[test]
 fn missing_storage_is_named() {
     let bytes = std::fs::read(fixture("gelan-c-mini.pt")).unwrap();
-    let entries: Vec<_> = unzip(&bytes)
-        .into_iter()
-        .filter(|(n, _)| n != "gelan-c-mini/data/17")
-        .collect();
-    expect_error(
-        "nostorage.pt",
-        &make_zip(&entries),
-        "tensor storage 'data/17' is missing",
-    );
+    let entries: Vec<_> = unzip(&bytes).into_iter().filter(|(n, _)| n != "gelan-c-mini/data/17").collect();
+    expect_error("nostorage.pt", &make_zip(&entries), "tensor storage 'data/17' is missing");
 }
 
 /// A BINUNICODE string.
@@ -291,19 +235,13 @@ fn tensor_pickle(offset: u8, size: [u8; 2], stride: [u8; 2]) -> Vec<u8> {
     p.extend(s("0"));
     p.extend(s("cpu"));
     p.extend_from_slice(&[b'K', 6, b't', b'Q', b'K', offset]);
-    p.extend_from_slice(&[
-        b'K', size[0], b'K', size[1], 0x86, b'K', stride[0], b'K', stride[1], 0x86,
-    ]);
+    p.extend_from_slice(&[b'K', size[0], b'K', size[1], 0x86, b'K', stride[0], b'K', stride[1], 0x86]);
     p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)RtRu.");
     p
 }
 
 fn tensor_zip(pickle: Vec<u8>, order: &str, storage: Vec<u8>) -> Vec<u8> {
-    make_zip(&[
-        ("t/data.pkl".to_string(), pickle),
-        ("t/byteorder".to_string(), order.as_bytes().to_vec()),
-        ("t/data/0".to_string(), storage),
-    ])
+    make_zip(&[("t/data.pkl".to_string(), pickle), ("t/byteorder".to_string(), order.as_bytes().to_vec()), ("t/data/0".to_string(), storage)])
 }
 
 #[test]

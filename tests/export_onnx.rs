@@ -22,7 +22,8 @@ fn fixture(name: &str) -> Detector {
 }
 
 fn ref_input(name: &str) -> Tensor {
-    let refs: std::collections::BTreeMap<String, Tensor> = Tensor::read_safetensors(format!("{FIXTURES}/{name}.ref.safetensors")).unwrap().into_iter().collect();
+    let refs: std::collections::BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(format!("{FIXTURES}/{name}.ref.safetensors")).unwrap().into_iter().collect();
     refs["input"].shallow_clone()
 }
 
@@ -59,7 +60,11 @@ fn onnx_full_check(path: &Path) {
     let py = venv_python();
     assert!(py.exists(), "{} is missing: run scripts/setup.sh", py.display());
     let out = Command::new(&py)
-        .args(["-c", "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('onnx full check ok')", path.to_str().unwrap()])
+        .args([
+            "-c",
+            "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('onnx full check ok')",
+            path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "onnx.checker rejects {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
@@ -327,7 +332,10 @@ fn end2end_trt_node_is_as_specified() {
     assert_eq!(n.output, ["num_dets", "det_boxes", "det_scores", "det_classes"]);
     let outs: Vec<String> = rep.outputs.iter().map(|o| o.to_string()).collect();
     assert_eq!(outs, ["num_dets (batch, 1) int32", "det_boxes (batch, 100, 4) float32", "det_scores (batch, 100) float32", "det_classes (batch, 100) int32"]);
-    assert_eq!(rep.check.outputs, ["num_dets (batch, 1) int32", "det_boxes (batch, 100, 4) float32", "det_scores (batch, 100) float32", "det_classes (batch, 100) int32"]);
+    assert_eq!(
+        rep.check.outputs,
+        ["num_dets (batch, 1) int32", "det_boxes (batch, 100, 4) float32", "det_scores (batch, 100) float32", "det_classes (batch, 100) int32"]
+    );
     // NMS inputs: boxes (B, A, 4) and scores (B, A, nc) split from transposed output0.
     let producer = |name: &str| g.node.iter().find(|p| p.output.iter().any(|o| o == name)).unwrap();
     let split = producer(&n.input[0]);
@@ -486,7 +494,13 @@ fn check_rejects_a_hand_broken_model() {
         let q = g.node.iter().find(|n| n.op_type == "QuantizeLinear" && !n.input[1].contains("weight")).unwrap();
         (q.input[1].clone(), q.input[2].clone())
     };
-    let mk = |op: &str, i: &str, o: &str| onnx_protobuf::NodeProto { op_type: op.into(), name: o.into(), input: vec![i.into(), s.clone(), z.clone()], output: vec![o.into()], ..Default::default() };
+    let mk = |op: &str, i: &str, o: &str| onnx_protobuf::NodeProto {
+        op_type: op.into(),
+        name: o.into(),
+        input: vec![i.into(), s.clone(), z.clone()],
+        output: vec![o.into()],
+        ..Default::default()
+    };
     g.node.insert(conv, mk("DequantizeLinear", "bias_q", "bias_dq"));
     g.node.insert(conv, mk("QuantizeLinear", &bias, "bias_q"));
     g.node[conv + 2].input[2] = "bias_dq".into();

@@ -12,9 +12,9 @@ use yolo_qat::eval::validate::{evaluate, EvalOptions};
 use yolo_qat::model::detector::Detector;
 use yolo_qat::model::graph::Op;
 use yolo_qat::quant::calibrate::{calibrate, prepare, prepare_with, PrepareOptions};
-use yolo_qat::quant::tying::TieScope;
 use yolo_qat::quant::qat::{Qat, Supervision};
 use yolo_qat::quant::sensitivity::analyze;
+use yolo_qat::quant::tying::TieScope;
 use yolo_qat::quant::CalibMethod;
 
 const MINI: &str = "../shared/fixtures/gelan-c-mini.pt";

@@ -49,7 +49,12 @@ fn check_case(case: &str) {
     let got = out.total.double_value(&[]);
     assert!((got - want).abs() <= 1e-4 * want.abs(), "{case}: loss {got} vs upstream {want}");
     let e = rel_err(&out.items, &f[&format!("{case}.loss_items")]);
-    assert!(e <= 1e-4, "{case}: loss items {:?} vs {:?}", Vec::<f32>::try_from(&out.items).unwrap(), Vec::<f32>::try_from(&f[&format!("{case}.loss_items")]).unwrap());
+    assert!(
+        e <= 1e-4,
+        "{case}: loss items {:?} vs {:?}",
+        Vec::<f32>::try_from(&out.items).unwrap(),
+        Vec::<f32>::try_from(&f[&format!("{case}.loss_items")]).unwrap()
+    );
     let fg = out.assignment.fg.to_kind(Kind::Uint8);
     assert!(fg.equal(&f[&format!("{case}.fg_mask")]), "{case}: the picked anchors differ from upstream's");
     let e = rel_err(&out.assignment.scores, &f[&format!("{case}.target_scores")]);

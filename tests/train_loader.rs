@@ -28,38 +28,18 @@ fn read_labels(img: &Path) -> ImageLabels {
 fn shapes_images() -> Option<Vec<PathBuf>> {
     let dir = Path::new(SHAPES);
     if !dir.is_dir() {
-        eprintln!(
-            "skipping: {SHAPES} not found (cwd {:?})",
-            std::env::current_dir().ok()
-        );
+        eprintln!("skipping: {SHAPES} not found (cwd {:?})", std::env::current_dir().ok());
         return None;
     }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png")).collect();
     v.sort();
     Some(v)
 }
 
-fn shapes_loader(
-    imgsz: usize,
-    batch: usize,
-    hyp: Hyp,
-    seed: u64,
-    workers: usize,
-) -> Option<TrainLoader> {
+fn shapes_loader(imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Option<TrainLoader> {
     let imgs = shapes_images()?;
-    Some(TrainLoader::from_paths(
-        imgs,
-        read_labels,
-        imgsz,
-        batch,
-        hyp,
-        seed,
-        workers,
-    ))
+    Some(TrainLoader::from_paths(imgs, read_labels, imgsz, batch, hyp, seed, workers))
 }
 
 fn check_batch(b: &TrainBatch, imgsz: usize) {
@@ -69,14 +49,8 @@ fn check_batch(b: &TrainBatch, imgsz: usize) {
     for &(i, _c, [cx, cy, w, h]) in &b.labels {
         assert!(i < b.batch);
         assert!(w > 0.0 && h > 0.0, "{cx} {cy} {w} {h}");
-        assert!(
-            cx - w / 2.0 >= -1e-5 && cx + w / 2.0 <= 1.0 + 1e-5,
-            "x out of image: {cx} {w}"
-        );
-        assert!(
-            cy - h / 2.0 >= -1e-5 && cy + h / 2.0 <= 1.0 + 1e-5,
-            "y out of image: {cy} {h}"
-        );
+        assert!(cx - w / 2.0 >= -1e-5 && cx + w / 2.0 <= 1.0 + 1e-5, "x out of image: {cx} {w}");
+        assert!(cy - h / 2.0 >= -1e-5 && cy + h / 2.0 <= 1.0 + 1e-5, "y out of image: {cy} {h}");
     }
 }
 
@@ -95,10 +69,7 @@ fn shapes_batches_have_the_right_shape_and_labels_inside() {
         check_batch(b, 320);
         nlabels += b.labels.len();
     }
-    assert!(
-        nlabels > 32,
-        "mosaics should carry many labels, got {nlabels}"
-    );
+    assert!(nlabels > 32, "mosaics should carry many labels, got {nlabels}");
     // every image visited once per epoch
     let mut idx: Vec<usize> = batches.iter().flat_map(|b| b.indices.clone()).collect();
     idx.sort();
@@ -139,9 +110,7 @@ fn deterministic_for_a_seed_whatever_the_workers() {
     // and the same loader again (cached or not)
     let again: Vec<TrainBatch> = b.iter(2).take(3).collect();
     assert_eq!(ba, again);
-    let cached = shapes_loader(160, 4, Hyp::scratch_high(), 123, 2)
-        .unwrap()
-        .with_cache(true);
+    let cached = shapes_loader(160, 4, Hyp::scratch_high(), 123, 2).unwrap().with_cache(true);
     let c1: Vec<TrainBatch> = cached.iter(2).take(3).collect();
     let c2: Vec<TrainBatch> = cached.iter(2).take(3).collect();
     assert_eq!(ba, c1);
@@ -170,10 +139,7 @@ fn synthetic(dir: &Path) -> (PathBuf, ImageLabels) {
     }
     let p = dir.join("synthetic.png");
     img.save(&p).unwrap();
-    (
-        p,
-        vec![(4, [30.0 / 96.0, 28.0 / 64.0, 40.0 / 96.0, 24.0 / 64.0])],
-    )
+    (p, vec![(4, [30.0 / 96.0, 28.0 / 64.0, 40.0 / 96.0, 24.0 / 64.0])])
 }
 
 /// Bounding box of the red pixels, normalized, from a CHW batch image.
@@ -184,11 +150,7 @@ fn red_bbox(b: &TrainBatch, k: usize) -> Option<[f32; 4]> {
     let (mut x1, mut y1, mut x2, mut y2) = (usize::MAX, usize::MAX, 0, 0);
     for y in 0..s {
         for x in 0..s {
-            let (r, g, bl) = (
-                img[y * s + x],
-                img[plane + y * s + x],
-                img[2 * plane + y * s + x],
-            );
+            let (r, g, bl) = (img[y * s + x], img[plane + y * s + x], img[2 * plane + y * s + x]);
             if r > 150 && g < 90 && bl < 90 {
                 x1 = x1.min(x);
                 y1 = y1.min(y);
@@ -199,12 +161,7 @@ fn red_bbox(b: &TrainBatch, k: usize) -> Option<[f32; 4]> {
     }
     (x2 > 0).then(|| {
         let f = s as f32;
-        [
-            (x1 + x2) as f32 / 2.0 / f,
-            (y1 + y2) as f32 / 2.0 / f,
-            (x2 - x1) as f32 / f,
-            (y2 - y1) as f32 / f,
-        ]
+        [(x1 + x2) as f32 / 2.0 / f, (y1 + y2) as f32 / 2.0 / f, (x2 - x1) as f32 / f, (y2 - y1) as f32 / f]
     })
 }
 
@@ -233,11 +190,7 @@ fn flips_move_labels_with_the_pixels() {
         assert_label_matches_pixels(&b, 1.01);
         let (_, _, l) = b.labels[0];
         // unflipped: 96x64 -> 128x85 (+ letterbox), box centre x = 30/96*128 = 40
-        let cx = if lr == 1.0 {
-            1.0 - 40.0 / 128.0
-        } else {
-            40.0 / 128.0
-        };
+        let cx = if lr == 1.0 { 1.0 - 40.0 / 128.0 } else { 40.0 / 128.0 };
         assert!((l[0] - cx).abs() < 1e-3, "{l:?} (ud {ud}, lr {lr})");
     }
 }
@@ -282,19 +235,9 @@ fn mosaic_of_one_image_labels_match_pixels() {
         for &(_, c, [cx, cy, w, h]) in &b.labels {
             assert_eq!(c, 4);
             // the centre pixel of every kept box is red
-            let (x, y) = (
-                ((cx * s as f32) as usize).min(s - 1),
-                ((cy * s as f32) as usize).min(s - 1),
-            );
-            let px = [
-                b.images[y * s + x],
-                b.images[plane + y * s + x],
-                b.images[2 * plane + y * s + x],
-            ];
-            assert!(
-                px[0] > 150 && px[1] < 90,
-                "label {cx},{cy},{w},{h} centre pixel {px:?}"
-            );
+            let (x, y) = (((cx * s as f32) as usize).min(s - 1), ((cy * s as f32) as usize).min(s - 1));
+            let px = [b.images[y * s + x], b.images[plane + y * s + x], b.images[2 * plane + y * s + x]];
+            assert!(px[0] > 150 && px[1] < 90, "label {cx},{cy},{w},{h} centre pixel {px:?}");
         }
     }
 }
@@ -316,15 +259,11 @@ fn bench_images_per_second() {
     if shapes_images().is_none() {
         return;
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     for imgsz in [320, 640] {
         let one = bench(imgsz, 1);
         let all = bench(imgsz, workers);
-        println!(
-            "imgsz {imgsz}: {one:.1} images/s on 1 worker, {all:.1} images/s on {workers} workers"
-        );
+        println!("imgsz {imgsz}: {one:.1} images/s on 1 worker, {all:.1} images/s on {workers} workers");
     }
 }
 

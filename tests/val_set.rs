@@ -9,11 +9,7 @@ use yolo_qat::data::val_set::{ValSet, ValSetOptions};
 const MINI: &str = "../shared/data/shapes-mini";
 
 fn options(imgsz: usize, batch_size: usize) -> ValSetOptions {
-    ValSetOptions {
-        imgsz,
-        batch_size,
-        ..Default::default()
-    }
+    ValSetOptions { imgsz, batch_size, ..Default::default() }
 }
 
 fn mini_val(batch_size: usize) -> ValSet {
@@ -44,14 +40,8 @@ fn shapes_mini_images_labels_and_order() {
 #[test]
 fn shapes_mini_batch_shapes() {
     assert_eq!(mini_val(16).batch_shapes, vec![(352, 352)]);
-    assert_eq!(
-        mini_val(4).batch_shapes,
-        vec![(320, 352), (352, 352), (352, 352), (352, 288)]
-    );
-    assert_eq!(
-        mini_val(5).batch_shapes,
-        vec![(320, 352), (352, 352), (352, 320), (352, 256)]
-    );
+    assert_eq!(mini_val(4).batch_shapes, vec![(320, 352), (352, 352), (352, 352), (352, 288)]);
+    assert_eq!(mini_val(5).batch_shapes, vec![(320, 352), (352, 352), (352, 320), (352, 256)]);
 }
 
 #[test]
@@ -79,21 +69,12 @@ fn shapes_mini_batch_contents() {
         (0.566144 + 0.101888 / 2.0) * 368.0,
     ];
     for (got, want) in l.xyxy.iter().zip(expect) {
-        assert!(
-            (*got as f64 - want).abs() < 0.2,
-            "{:?} vs {:?}",
-            l.xyxy,
-            expect
-        );
+        assert!((*got as f64 - want).abs() < 0.2, "{:?} vs {:?}", l.xyxy, expect);
     }
     // grey border above the image in every channel, image content below it
     let plane = 352 * 352;
-    assert!((0..3).all(|c| b.images[c * plane..c * plane + 60 * 352]
-        .iter()
-        .all(|&v| v == 114)));
-    assert!(b.images[60 * 352 + 16..60 * 352 + 336]
-        .iter()
-        .any(|&v| v != 114));
+    assert!((0..3).all(|c| b.images[c * plane..c * plane + 60 * 352].iter().all(|&v| v == 114)));
+    assert!(b.images[60 * 352 + 16..60 * 352 + 336].iter().any(|&v| v != 114));
 }
 
 #[test]
@@ -122,22 +103,10 @@ fn small_dataset(n: usize) -> tempfile::TempDir {
     }
     for i in 0..n {
         let name = format!("val_{i:06}");
-        fs::copy(
-            Path::new(MINI).join(format!("images/val/{name}.jpg")),
-            t.path().join(format!("images/val/{name}.jpg")),
-        )
-        .unwrap();
-        fs::copy(
-            Path::new(MINI).join(format!("labels/val/{name}.txt")),
-            t.path().join(format!("labels/val/{name}.txt")),
-        )
-        .unwrap();
+        fs::copy(Path::new(MINI).join(format!("images/val/{name}.jpg")), t.path().join(format!("images/val/{name}.jpg"))).unwrap();
+        fs::copy(Path::new(MINI).join(format!("labels/val/{name}.txt")), t.path().join(format!("labels/val/{name}.txt"))).unwrap();
     }
-    fs::write(
-        t.path().join("data.yaml"),
-        "path: .\nval: images/val\nnames: [circle, square, triangle, star, cross, ring]\n",
-    )
-    .unwrap();
+    fs::write(t.path().join("data.yaml"), "path: .\nval: images/val\nnames: [circle, square, triangle, star, cross, ring]\n").unwrap();
     t
 }
 
@@ -149,16 +118,9 @@ fn load(dir: &Path) -> anyhow::Result<ValSet> {
 #[test]
 fn missing_val_folder_is_a_clear_error() {
     let t = small_dataset(0);
-    fs::write(
-        t.path().join("data.yaml"),
-        "path: .\nval: images/missing\nnames: [a]\n",
-    )
-    .unwrap();
+    fs::write(t.path().join("data.yaml"), "path: .\nval: images/missing\nnames: [a]\n").unwrap();
     let e = load(t.path()).unwrap_err().to_string();
-    assert!(
-        e.starts_with("data.yaml: val folder images/missing does not exist"),
-        "{e}"
-    );
+    assert!(e.starts_with("data.yaml: val folder images/missing does not exist"), "{e}");
 }
 
 #[test]
@@ -178,10 +140,7 @@ fn corrupt_jpeg_is_skipped_with_a_warning() {
     assert_eq!(set.len(), 2);
     assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
     let w = &set.warnings[0];
-    assert!(
-        w.starts_with(&format!("{}: ignoring corrupt image/label:", bad.display())),
-        "{w}"
-    );
+    assert!(w.starts_with(&format!("{}: ignoring corrupt image/label:", bad.display())), "{w}");
 }
 
 #[test]
@@ -194,13 +153,7 @@ fn class_outside_names_is_dropped_with_a_warning() {
     let set = load(t.path()).unwrap();
     assert_eq!(set.len(), 2);
     assert_eq!(set.num_labels(), 1 + 8);
-    assert_eq!(
-        set.warnings,
-        vec![format!(
-            "{}: class 9 outside [0, 6), label dropped",
-            label.display()
-        )]
-    );
+    assert_eq!(set.warnings, vec![format!("{}: class 9 outside [0, 6), label dropped", label.display())]);
 }
 
 #[test]
@@ -210,9 +163,5 @@ fn invalid_label_file_drops_its_image_like_upstream() {
     fs::write(&label, "0 0.5 0.5 0.1\n").unwrap();
     let set = load(t.path()).unwrap();
     assert_eq!(set.len(), 1);
-    assert!(
-        set.warnings[0].contains("labels require 5 columns, 4 columns detected"),
-        "{:?}",
-        set.warnings
-    );
+    assert!(set.warnings[0].contains("labels require 5 columns, 4 columns detected"), "{:?}", set.warnings);
 }

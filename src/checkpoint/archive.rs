@@ -51,9 +51,7 @@ pub fn load_pickle(path: &Path) -> Result<Value, CheckpointError> {
 /// As [`load_pickle`], for a checkpoint already in memory; `name` is used in
 /// error messages.
 pub fn load_pickle_bytes(name: &str, bytes: &[u8]) -> Result<Value, CheckpointError> {
-    Archive::open(bytes)
-        .and_then(|mut archive| archive.unpickle())
-        .map_err(|k| CheckpointError::new(name, k))
+    Archive::open(bytes).and_then(|mut archive| archive.unpickle()).map_err(|k| CheckpointError::new(name, k))
 }
 
 /// The whole file, refusing empty or absurdly large ones.
@@ -79,15 +77,7 @@ impl<'a> Archive<'a> {
         }
         let zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| open_error(bytes, e))?;
         let folder = find_folder(&zip)?;
-        let mut archive = Archive {
-            zip,
-            folder,
-            big_endian: false,
-            input_len: bytes.len() as u64,
-            unpacked: 0,
-            storages: HashMap::new(),
-            storage_bytes: 0,
-        };
+        let mut archive = Archive { zip, folder, big_endian: false, input_len: bytes.len() as u64, unpacked: 0, storages: HashMap::new(), storage_bytes: 0 };
         archive.big_endian = archive.read_byte_order()?;
         Ok(archive)
     }
@@ -104,8 +94,7 @@ impl<'a> Archive<'a> {
     /// The raw bytes of `data.pkl`.
     pub fn pickle_bytes(&mut self) -> Result<Vec<u8>, ErrorKind> {
         let name = format!("{}data.pkl", self.folder);
-        self.read_entry(&name, MAX_PICKLE_BYTES)?
-            .ok_or(ErrorKind::NoPickle)
+        self.read_entry(&name, MAX_PICKLE_BYTES)?.ok_or(ErrorKind::NoPickle)
     }
 
     /// Runs `data.pkl`, loading storages from `data/` as tensors need them.
@@ -143,41 +132,24 @@ impl<'a> Archive<'a> {
             return Err(too_large(&format!("entry '{name}'"), size, limit));
         }
         if size > total.saturating_sub(unpacked) {
-            return Err(too_large(
-                "the unpacked archive",
-                unpacked.saturating_add(size),
-                total,
-            ));
+            return Err(too_large("the unpacked archive", unpacked.saturating_add(size), total));
         }
         let stored = file.compression() == CompressionMethod::Stored;
-        let max_packed = file
-            .compressed_size()
-            .saturating_mul(MAX_DEFLATE_RATIO)
-            .saturating_add(4096);
+        let max_packed = file.compressed_size().saturating_mul(MAX_DEFLATE_RATIO).saturating_add(4096);
         if !stored && size > max_packed {
-            return Err(ErrorKind::CorruptZip(format!(
-                "entry '{name}' claims an impossible compression ratio"
-            )));
+            return Err(ErrorKind::CorruptZip(format!("entry '{name}' claims an impossible compression ratio")));
         }
         let mut data = Vec::with_capacity(size.min(input_len) as usize);
-        (&mut file)
-            .take(size.saturating_add(1))
-            .read_to_end(&mut data)
-            .map_err(|e| entry_error(name, ZipError::Io(e)))?;
+        (&mut file).take(size.saturating_add(1)).read_to_end(&mut data).map_err(|e| entry_error(name, ZipError::Io(e)))?;
         if data.len() as u64 != size {
-            return Err(ErrorKind::CorruptZip(format!(
-                "entry '{name}' holds {} bytes, its header says {size}",
-                data.len()
-            )));
+            return Err(ErrorKind::CorruptZip(format!("entry '{name}' holds {} bytes, its header says {size}", data.len())));
         }
         self.unpacked += size;
         Ok(Some(data))
     }
 
     fn unpack_budget(&self) -> u64 {
-        self.input_len
-            .saturating_mul(MAX_TOTAL_UNPACK_FACTOR)
-            .saturating_add(UNPACK_SLACK)
+        self.input_len.saturating_mul(MAX_TOTAL_UNPACK_FACTOR).saturating_add(UNPACK_SLACK)
     }
 }
 
@@ -187,10 +159,7 @@ impl StorageSource for Archive<'_> {
             return Ok(Rc::clone(bytes));
         }
         let name = format!("{}data/{key}", self.folder);
-        let bytes: Rc<[u8]> = self
-            .read_entry(&name, MAX_STORAGE_BYTES)?
-            .ok_or_else(|| ErrorKind::MissingStorage(format!("data/{key}")))?
-            .into();
+        let bytes: Rc<[u8]> = self.read_entry(&name, MAX_STORAGE_BYTES)?.ok_or_else(|| ErrorKind::MissingStorage(format!("data/{key}")))?.into();
         self.storage_bytes = self.storage_bytes.saturating_add(bytes.len());
         self.storages.insert(key.to_string(), Rc::clone(&bytes));
         Ok(bytes)
@@ -201,9 +170,7 @@ impl StorageSource for Archive<'_> {
     }
 
     fn tensor_budget(&self) -> usize {
-        self.storage_bytes
-            .saturating_mul(2)
-            .saturating_add(TENSOR_SLACK)
+        self.storage_bytes.saturating_mul(2).saturating_add(TENSOR_SLACK)
     }
 }
 
@@ -218,18 +185,12 @@ fn find_folder(zip: &ZipArchive<Cursor<&[u8]>>) -> Result<String, ErrorKind> {
             continue;
         }
         if let Some(first) = found {
-            return Err(ErrorKind::SeveralPickles(
-                first.to_string(),
-                name.to_string(),
-            ));
+            return Err(ErrorKind::SeveralPickles(first.to_string(), name.to_string()));
         }
         found = Some(name);
     }
     let name = found.ok_or(ErrorKind::NoPickle)?;
-    Ok(name
-        .strip_suffix("data.pkl")
-        .unwrap_or_default()
-        .to_string())
+    Ok(name.strip_suffix("data.pkl").unwrap_or_default().to_string())
 }
 
 /// A zip that cannot be opened: cut short (no end-of-central-directory
@@ -237,11 +198,7 @@ fn find_folder(zip: &ZipArchive<Cursor<&[u8]>>) -> Result<String, ErrorKind> {
 fn open_error(bytes: &[u8], e: ZipError) -> ErrorKind {
     // The end record sits in the last 22 bytes plus a comment of < 64 KiB.
     let tail = bytes.len().saturating_sub(22 + 65535);
-    let has_end = bytes
-        .get(tail..)
-        .unwrap_or_default()
-        .windows(4)
-        .any(|w| w == b"PK\x05\x06");
+    let has_end = bytes.get(tail..).unwrap_or_default().windows(4).any(|w| w == b"PK\x05\x06");
     if !has_end || is_eof(&e) {
         ErrorKind::TruncatedZip
     } else {
@@ -270,9 +227,5 @@ fn describe(e: ZipError) -> String {
 }
 
 fn too_large(what: &str, size: u64, limit: u64) -> ErrorKind {
-    ErrorKind::TooLarge {
-        what: what.to_string(),
-        size,
-        limit,
-    }
+    ErrorKind::TooLarge { what: what.to_string(), size, limit }
 }

@@ -18,10 +18,7 @@ pub struct CheckpointError {
 
 impl CheckpointError {
     pub fn new(file: impl fmt::Display, kind: ErrorKind) -> Self {
-        Self {
-            file: file.to_string(),
-            kind,
-        }
+        Self { file: file.to_string(), kind }
     }
 }
 
@@ -87,10 +84,7 @@ mod tests {
     #[test]
     fn display_is_one_line() {
         let e = CheckpointError::new("a.pt", ErrorKind::MissingStorage("x\ny\0".into()));
-        assert_eq!(
-            e.to_string(),
-            "a.pt: tensor storage 'x\\ny\\u{0}' is missing"
-        );
+        assert_eq!(e.to_string(), "a.pt: tensor storage 'x\\ny\\u{0}' is missing");
         let long = CheckpointError::new("a.pt", ErrorKind::MissingStorage("k".repeat(1000)));
         assert!(long.to_string().chars().count() < MAX_MESSAGE_CHARS + 10);
     }

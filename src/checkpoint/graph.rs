@@ -99,12 +99,7 @@ impl Graph {
     }
 
     fn to_value_within(&self, root: Id, max_cost: u64) -> Result<Value, ErrorKind> {
-        let mut builder = TreeBuilder {
-            graph: self,
-            on_path: vec![false; self.nodes.len()],
-            cost: 0,
-            max_cost,
-        };
+        let mut builder = TreeBuilder { graph: self, on_path: vec![false; self.nodes.len()], cost: 0, max_cost };
         builder.build(root, 0)
     }
 }
@@ -170,11 +165,7 @@ impl TreeBuilder<'_> {
                 },
                 state: state.map(|s| self.build(s, depth)).transpose()?,
             })),
-            Node::Storage { dtype, key, numel } => Value::Storage {
-                dtype: *dtype,
-                key: key.clone(),
-                numel: *numel,
-            },
+            Node::Storage { dtype, key, numel } => Value::Storage { dtype: *dtype, key: key.clone(), numel: *numel },
             Node::Tensor(t) => Value::Tensor(Arc::clone(t)),
         })
     }
@@ -185,11 +176,7 @@ impl TreeBuilder<'_> {
 
     /// Python dict semantics: a key set twice keeps its first position and
     /// its last value.
-    fn build_dict(
-        &mut self,
-        entries: &[(Id, Id)],
-        depth: usize,
-    ) -> Result<Vec<(Value, Value)>, ErrorKind> {
+    fn build_dict(&mut self, entries: &[(Id, Id)], depth: usize) -> Result<Vec<(Value, Value)>, ErrorKind> {
         let mut out: Vec<(Value, Value)> = Vec::with_capacity(entries.len());
         let mut seen: HashMap<HashKey, usize> = HashMap::new();
         for &(k, v) in entries {
@@ -234,9 +221,7 @@ impl HashKey {
             Value::Int(i) => HashKey::Int(*i),
             Value::Str(s) => HashKey::Str(s.clone()),
             Value::Bytes(b) => HashKey::Bytes(b.clone()),
-            Value::Tuple(items) => {
-                HashKey::Tuple(items.iter().map(HashKey::of).collect::<Option<_>>()?)
-            }
+            Value::Tuple(items) => HashKey::Tuple(items.iter().map(HashKey::of).collect::<Option<_>>()?),
             _ => return None,
         })
     }
@@ -270,9 +255,6 @@ mod tests {
         let d = graph.add(Node::Dict(vec![(k, one), (k, two)]));
         let root = graph.add(Node::Tuple(vec![d, d]));
         let dict = Value::Dict(vec![(Value::Str("k".into()), Value::Int(2))]);
-        assert_eq!(
-            graph.to_value(root).unwrap(),
-            Value::Tuple(vec![dict.clone(), dict])
-        );
+        assert_eq!(graph.to_value(root).unwrap(), Value::Tuple(vec![dict.clone(), dict]));
     }
 }

@@ -2,8 +2,8 @@
 //! yolo-qat's own safetensors, and builds the fused model from it.
 
 use super::native;
-use super::upstream::{read_upstream, UpstreamModel};
 use super::tensor::{DType, RawTensor};
+use super::upstream::{read_upstream, UpstreamModel};
 use crate::model::detector::Detector;
 use crate::model::parse::build;
 use crate::model::weights::{RandomWeights, StateDict};
@@ -25,9 +25,7 @@ pub struct Checkpoint {
 
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
     let mut head = [0u8; 16];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .with_context(|| format!("{}: cannot open", path.display()))?;
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).with_context(|| format!("{}: cannot open", path.display()))?;
     if n == 0 {
         bail!("{}: empty file", path.display());
     }

@@ -5,11 +5,11 @@
 pub mod archive;
 pub mod error;
 mod graph;
+pub mod load;
+pub mod native;
 pub mod pickle;
 pub mod tensor;
 pub mod upstream;
-pub mod native;
-pub mod load;
 pub mod value;
 
 pub use archive::{load_pickle, load_pickle_bytes, Archive};

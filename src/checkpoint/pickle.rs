@@ -183,17 +183,9 @@ impl Machine<'_> {
     /// Runs one opcode; each group below returns false for opcodes that are
     /// not its own.
     fn step(&mut self, op: u8) -> Result<(), ErrorKind> {
-        let known = self.control(op)?
-            || self.scalar(op)?
-            || self.text(op)?
-            || self.container(op)?
-            || self.memo_op(op)?
-            || self.object(op)?;
+        let known = self.control(op)? || self.scalar(op)? || self.text(op)? || self.container(op)? || self.memo_op(op)? || self.object(op)?;
         if !known {
-            return Err(ErrorKind::UnknownOpcode {
-                op,
-                pos: self.op_pos,
-            });
+            return Err(ErrorKind::UnknownOpcode { op, pos: self.op_pos });
         }
         Ok(())
     }
@@ -400,9 +392,7 @@ impl Machine<'_> {
             }
             op::OBJ => {
                 let mut items = self.pop_mark()?.into_iter();
-                let class = items
-                    .next()
-                    .ok_or_else(|| self.err("OBJ without a class"))?;
+                let class = items.next().ok_or_else(|| self.err("OBJ without a class"))?;
                 let args = self.graph.add(Node::Tuple(items.collect()));
                 self.call_and_push(class, args)?;
             }
@@ -425,19 +415,13 @@ impl Machine<'_> {
     // ----- errors and raw input -----
 
     fn err(&self, msg: impl Into<String>) -> ErrorKind {
-        ErrorKind::Pickle {
-            pos: self.op_pos,
-            msg: msg.into(),
-        }
+        ErrorKind::Pickle { pos: self.op_pos, msg: msg.into() }
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], ErrorKind> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.input.len());
         let Some(end) = end else {
-            return Err(self.err(format!(
-                "needs {n} bytes but only {} are left",
-                self.input.len().saturating_sub(self.pos)
-            )));
+            return Err(self.err(format!("needs {n} bytes but only {} are left", self.input.len().saturating_sub(self.pos))));
         };
         let bytes = self.input.get(self.pos..end).unwrap_or_default();
         self.pos = end;
@@ -488,9 +472,7 @@ impl Machine<'_> {
 
     fn text_line_u64(&mut self) -> Result<u64, ErrorKind> {
         let line = self.text_line_utf8()?;
-        line.trim()
-            .parse()
-            .map_err(|_| self.err(format!("bad memo index {line:?}")))
+        line.trim().parse().map_err(|_| self.err(format!("bad memo index {line:?}")))
     }
 
     // ----- the stack -----
@@ -515,10 +497,7 @@ impl Machine<'_> {
         if self.stack.len() <= self.floor() {
             return Err(self.err("stack underflow"));
         }
-        self.stack
-            .last()
-            .copied()
-            .ok_or_else(|| self.err("stack underflow"))
+        self.stack.last().copied().ok_or_else(|| self.err("stack underflow"))
     }
 
     fn pop_n(&mut self, n: usize) -> Result<Vec<Id>, ErrorKind> {
@@ -530,10 +509,7 @@ impl Machine<'_> {
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Id>, ErrorKind> {
-        let mark = self
-            .marks
-            .pop()
-            .ok_or_else(|| self.err("no MARK to pop to"))?;
+        let mark = self.marks.pop().ok_or_else(|| self.err("no MARK to pop to"))?;
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
@@ -562,10 +538,7 @@ impl Machine<'_> {
         let id = self.pop()?;
         match self.graph.get(id) {
             Node::Tuple(_) => Ok(id),
-            other => Err(self.err(format!(
-                "expected an argument tuple, got a {}",
-                other.kind()
-            ))),
+            other => Err(self.err(format!("expected an argument tuple, got a {}", other.kind()))),
         }
     }
 
@@ -617,9 +590,7 @@ impl Machine<'_> {
     fn text_node(&self, bytes: Vec<u8>, text: Text) -> Result<Node, ErrorKind> {
         Ok(match text {
             Text::Bytes => Node::Bytes(bytes),
-            Text::Utf8 => Node::Str(
-                String::from_utf8(bytes).map_err(|_| self.err("invalid UTF-8 in a string"))?,
-            ),
+            Text::Utf8 => Node::Str(String::from_utf8(bytes).map_err(|_| self.err("invalid UTF-8 in a string"))?),
             Text::Py2Str => match String::from_utf8(bytes) {
                 Ok(s) => Node::Str(s),
                 Err(e) => Node::Bytes(e.into_bytes()),
@@ -642,17 +613,12 @@ impl Machine<'_> {
         if let Ok(v) = s.parse() {
             return Ok(Node::Int(v));
         }
-        decimal_to_long(s)
-            .map(Node::BigInt)
-            .ok_or_else(|| self.err(format!("bad integer {:?}", truncate(s, 40))))
+        decimal_to_long(s).map(Node::BigInt).ok_or_else(|| self.err(format!("bad integer {:?}", truncate(s, 40))))
     }
 
     fn text_float(&mut self) -> Result<Node, ErrorKind> {
         let line = self.text_line_utf8()?;
-        let v = line
-            .trim()
-            .parse()
-            .map_err(|_| self.err(format!("bad float {:?}", truncate(&line, 40))))?;
+        let v = line.trim().parse().map_err(|_| self.err(format!("bad float {:?}", truncate(&line, 40))))?;
         Ok(Node::Float(v))
     }
 
@@ -711,10 +677,7 @@ impl Machine<'_> {
     }
 
     fn memo_get(&mut self, key: u64) -> Result<(), ErrorKind> {
-        let id = *self
-            .memo
-            .get(&key)
-            .ok_or_else(|| self.err(format!("memo entry {key} is not defined")))?;
+        let id = *self.memo.get(&key).ok_or_else(|| self.err(format!("memo entry {key} is not defined")))?;
         self.stack.push(id);
         Ok(())
     }
@@ -785,17 +748,9 @@ impl Machine<'_> {
                     _ => return Err(self.err("_reconstructor without a class")),
                 };
                 let args = self.graph.add(Node::Tuple(Vec::new()));
-                Node::Object {
-                    class,
-                    args,
-                    state: None,
-                }
+                Node::Object { class, args, state: None }
             }
-            _ => Node::Object {
-                class: name,
-                args,
-                state: None,
-            },
+            _ => Node::Object { class: name, args, state: None },
         };
         Ok(self.graph.add(node))
     }
@@ -829,12 +784,7 @@ impl Machine<'_> {
         let items = match self.first_args(args, 1).first().map(|&a| self.graph.get(a)) {
             None => Vec::new(),
             Some(Node::List(v) | Node::Tuple(v) | Node::Set(v)) => v.clone(),
-            Some(other) => {
-                return Err(self.err(format!(
-                    "expected a sequence argument, got a {}",
-                    other.kind()
-                )))
-            }
+            Some(other) => return Err(self.err(format!("expected a sequence argument, got a {}", other.kind()))),
         };
         self.charge_copy(items.len())?;
         Ok(items)
@@ -889,9 +839,7 @@ impl Machine<'_> {
 
     /// BINPERSID: `('storage', StorageType, key, location, numel)`.
     fn persistent_load(&mut self, pid: Id) -> Result<(), ErrorKind> {
-        let bad = || {
-            self.err("unsupported persistent id (expected ('storage', type, key, location, numel))")
-        };
+        let bad = || self.err("unsupported persistent id (expected ('storage', type, key, location, numel))");
         let Node::Tuple(parts) = self.graph.get(pid) else {
             return Err(bad());
         };
@@ -902,8 +850,7 @@ impl Machine<'_> {
             return Err(bad());
         }
         let dtype = match self.graph.get(*ty) {
-            Node::Global(name) => DType::from_torch_name(name)
-                .ok_or_else(|| self.err(format!("unknown storage type {name}")))?,
+            Node::Global(name) => DType::from_torch_name(name).ok_or_else(|| self.err(format!("unknown storage type {name}")))?,
             _ => return Err(bad()),
         };
         let key = match self.graph.get(*key) {
@@ -936,20 +883,9 @@ impl Machine<'_> {
         let declared = numel
             .checked_mul(dtype.size())
             .filter(|&n| n <= bytes.len())
-            .ok_or_else(|| {
-                ErrorKind::Tensor(format!(
-                    "storage 'data/{key}' holds {} bytes, fewer than {numel} {dtype:?} elements",
-                    bytes.len()
-                ))
-            })?;
-        let view = View {
-            dtype,
-            storage: bytes.get(..declared).unwrap_or_default(),
-            offset,
-            shape: &shape,
-            stride: &stride,
-            big_endian: self.storages.big_endian(),
-        };
+            .ok_or_else(|| ErrorKind::Tensor(format!("storage 'data/{key}' holds {} bytes, fewer than {numel} {dtype:?} elements", bytes.len())))?;
+        let view =
+            View { dtype, storage: bytes.get(..declared).unwrap_or_default(), offset, shape: &shape, stride: &stride, big_endian: self.storages.big_endian() };
         let budget = self.storages.tensor_budget();
         let tensor = view.materialize(budget.saturating_sub(self.tensor_bytes_used))?;
         self.tensor_bytes_used += tensor.data.len();
@@ -958,18 +894,14 @@ impl Machine<'_> {
 
     fn usize_arg(&self, id: Id, what: &str) -> Result<usize, ErrorKind> {
         match self.graph.get(id) {
-            Node::Int(i) => {
-                usize::try_from(*i).map_err(|_| self.err(format!("negative tensor {what} {i}")))
-            }
+            Node::Int(i) => usize::try_from(*i).map_err(|_| self.err(format!("negative tensor {what} {i}"))),
             other => Err(self.err(format!("tensor {what} is a {}, not an int", other.kind()))),
         }
     }
 
     fn usize_list(&self, id: Id, what: &str) -> Result<Vec<usize>, ErrorKind> {
         match self.graph.get(id) {
-            Node::Tuple(items) | Node::List(items) => {
-                items.iter().map(|&i| self.usize_arg(i, what)).collect()
-            }
+            Node::Tuple(items) | Node::List(items) => items.iter().map(|&i| self.usize_arg(i, what)).collect(),
             other => Err(self.err(format!("tensor {what} is a {}, not a tuple", other.kind()))),
         }
     }
@@ -1106,9 +1038,7 @@ fn unescape_bytes(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
-    char::from(c)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// raw-unicode-escape: Latin-1 bytes, except `\uXXXX` and `\UXXXXXXXX`.
@@ -1155,9 +1085,7 @@ mod tests {
         // obj = Foo(); memo; BUILD {'x': 2}; result (obj, memo[0])
         let p = b"\x80\x02cmod\nFoo\nq\x00)\x81q\x01}X\x01\x00\x00\x00xK\x02sbh\x01\x86.";
         let v = run(p).unwrap();
-        let Value::Tuple(items) = v else {
-            panic!("{v:?}")
-        };
+        let Value::Tuple(items) = v else { panic!("{v:?}") };
         let obj = items[1].as_object().unwrap();
         assert_eq!(obj.class, "mod.Foo");
         assert_eq!(obj.attr("x"), Some(&Value::Int(2)));
@@ -1168,10 +1096,7 @@ mod tests {
     fn cycles_and_bad_bytes_are_errors() {
         // l = []; l.append(l)
         assert!(run(b"\x80\x02]q\x00h\x00a.").is_err());
-        assert!(matches!(
-            run(b"\x80\x02\xff."),
-            Err(ErrorKind::UnknownOpcode { op: 0xff, pos: 2 })
-        ));
+        assert!(matches!(run(b"\x80\x02\xff."), Err(ErrorKind::UnknownOpcode { op: 0xff, pos: 2 })));
         assert!(run(b"\x80\x02X\xff\xff\xff\xff.").is_err());
         assert!(run(b"").is_err());
         assert!(run(b"\x80\x02(").is_err());
@@ -1193,14 +1118,7 @@ mod tests {
         let v = run(b"(I42\nI01\nF1.5\nS'a\\x41'\nVx\\u00e9\nL7L\nt.").unwrap();
         assert_eq!(
             v,
-            Value::Tuple(vec![
-                Value::Int(42),
-                Value::Bool(true),
-                Value::Float(1.5),
-                Value::Str("aA".into()),
-                Value::Str("x\u{e9}".into()),
-                Value::Int(7),
-            ])
+            Value::Tuple(vec![Value::Int(42), Value::Bool(true), Value::Float(1.5), Value::Str("aA".into()), Value::Str("x\u{e9}".into()), Value::Int(7),])
         );
     }
 }

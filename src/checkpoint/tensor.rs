@@ -33,9 +33,7 @@ impl DType {
     /// also the old `torch.cuda.HalfStorage`) or of a dtype global
     /// (`torch.float16`).
     pub fn from_torch_name(name: &str) -> Option<DType> {
-        let short = name
-            .strip_prefix("torch.cuda.")
-            .or_else(|| name.strip_prefix("torch."))?;
+        let short = name.strip_prefix("torch.cuda.").or_else(|| name.strip_prefix("torch."))?;
         Some(match short {
             "HalfStorage" | "float16" | "half" => DType::F16,
             "BFloat16Storage" | "bfloat16" => DType::BF16,
@@ -63,11 +61,7 @@ pub struct RawTensor {
 /// Shows the layout, not the (possibly millions of) data bytes.
 impl std::fmt::Debug for RawTensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawTensor")
-            .field("dtype", &self.dtype)
-            .field("shape", &self.shape)
-            .field("bytes", &self.data.len())
-            .finish()
+        f.debug_struct("RawTensor").field("dtype", &self.dtype).field("shape", &self.shape).field("bytes", &self.data.len()).finish()
     }
 }
 
@@ -79,10 +73,7 @@ impl RawTensor {
     /// The elements converted to f32 (integers and bools by value).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let n = self.dtype.size();
-        self.data
-            .chunks_exact(n)
-            .map(|b| element_to_f32(self.dtype, b))
-            .collect()
+        self.data.chunks_exact(n).map(|b| element_to_f32(self.dtype, b)).collect()
     }
 }
 
@@ -121,18 +112,11 @@ impl View<'_> {
     /// the result (a zero stride can make a tiny storage look huge).
     pub fn materialize(&self, max_bytes: usize) -> Result<RawTensor, ErrorKind> {
         if self.shape.len() != self.stride.len() {
-            return Err(bad(format!(
-                "size has {} dims but stride has {}",
-                self.shape.len(),
-                self.stride.len()
-            )));
+            return Err(bad(format!("size has {} dims but stride has {}", self.shape.len(), self.stride.len())));
         }
         let elem = self.dtype.size();
         let numel = checked_product(self.shape).ok_or_else(|| bad("element count overflows"))?;
-        let nbytes = numel
-            .checked_mul(elem)
-            .filter(|&n| n <= max_bytes)
-            .ok_or_else(|| bad(format!("{numel} elements exceed the size limit")))?;
+        let nbytes = numel.checked_mul(elem).filter(|&n| n <= max_bytes).ok_or_else(|| bad(format!("{numel} elements exceed the size limit")))?;
         let storage_numel = self.storage.len() / elem;
         if numel > 0 {
             let last = self.last_index().ok_or_else(|| bad("extent overflows"))?;
@@ -143,10 +127,7 @@ impl View<'_> {
                 )));
             }
         } else if self.offset > storage_numel {
-            return Err(bad(format!(
-                "offset {} is past the storage's {storage_numel} elements",
-                self.offset
-            )));
+            return Err(bad(format!("offset {} is past the storage's {storage_numel} elements", self.offset)));
         }
         let mut data = Vec::with_capacity(nbytes);
         if numel > 0 {
@@ -155,21 +136,12 @@ impl View<'_> {
         if self.big_endian && elem > 1 {
             data.chunks_exact_mut(elem).for_each(<[u8]>::reverse);
         }
-        Ok(RawTensor {
-            dtype: self.dtype,
-            shape: self.shape.to_vec(),
-            data,
-        })
+        Ok(RawTensor { dtype: self.dtype, shape: self.shape.to_vec(), data })
     }
 
     /// Index of the furthest element: offset + sum((size-1) * stride).
     fn last_index(&self) -> Option<usize> {
-        self.shape
-            .iter()
-            .zip(self.stride)
-            .try_fold(self.offset, |acc, (&n, &s)| {
-                acc.checked_add(n.checked_sub(1)?.checked_mul(s)?)
-            })
+        self.shape.iter().zip(self.stride).try_fold(self.offset, |acc, (&n, &s)| acc.checked_add(n.checked_sub(1)?.checked_mul(s)?))
     }
 
     fn is_contiguous(&self) -> bool {
@@ -199,11 +171,7 @@ impl View<'_> {
         let mut pos = self.offset;
         for _ in 0..numel {
             let at = pos.wrapping_mul(elem);
-            out.extend_from_slice(
-                self.storage
-                    .get(at..at.saturating_add(elem))
-                    .ok_or_else(outside)?,
-            );
+            out.extend_from_slice(self.storage.get(at..at.saturating_add(elem)).ok_or_else(outside)?);
             // Odometer step: bump the last dim, carrying into earlier ones.
             // Wrapping: the step past the final element may leave the range.
             for d in (0..index.len()).rev() {
@@ -236,20 +204,8 @@ mod tests {
         (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect()
     }
 
-    fn view<'a>(
-        storage: &'a [u8],
-        offset: usize,
-        shape: &'a [usize],
-        stride: &'a [usize],
-    ) -> View<'a> {
-        View {
-            dtype: DType::F32,
-            storage,
-            offset,
-            shape,
-            stride,
-            big_endian: false,
-        }
+    fn view<'a>(storage: &'a [u8], offset: usize, shape: &'a [usize], stride: &'a [usize]) -> View<'a> {
+        View { dtype: DType::F32, storage, offset, shape, stride, big_endian: false }
     }
 
     #[test]
@@ -271,18 +227,13 @@ mod tests {
     fn view_past_storage_is_refused() {
         let s = f32_storage(6);
         assert!(view(&s, 1, &[2, 3], &[3, 1]).materialize(1 << 20).is_err());
-        assert!(view(&s, 0, &[usize::MAX, 2], &[1, 1])
-            .materialize(1 << 20)
-            .is_err());
+        assert!(view(&s, 0, &[usize::MAX, 2], &[1, 1]).materialize(1 << 20).is_err());
         assert!(view(&s, 0, &[1 << 40], &[0]).materialize(1 << 20).is_err());
     }
 
     #[test]
     fn big_endian_storage_is_swapped() {
-        let s: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|v| v.to_be_bytes())
-            .collect();
+        let s: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_be_bytes()).collect();
         let mut v = view(&s, 0, &[2], &[1]);
         v.big_endian = true;
         assert_eq!(v.materialize(64).unwrap().to_f32_vec(), vec![1.5, -2.0]);
@@ -290,17 +241,9 @@ mod tests {
 
     #[test]
     fn half_and_bfloat_convert() {
-        let t = RawTensor {
-            dtype: DType::F16,
-            shape: vec![1],
-            data: half::f16::from_f32(0.5).to_le_bytes().to_vec(),
-        };
+        let t = RawTensor { dtype: DType::F16, shape: vec![1], data: half::f16::from_f32(0.5).to_le_bytes().to_vec() };
         assert_eq!(t.to_f32_vec(), vec![0.5]);
-        let t = RawTensor {
-            dtype: DType::BF16,
-            shape: vec![1],
-            data: half::bf16::from_f32(-3.0).to_le_bytes().to_vec(),
-        };
+        let t = RawTensor { dtype: DType::BF16, shape: vec![1], data: half::bf16::from_f32(-3.0).to_le_bytes().to_vec() };
         assert_eq!(t.to_f32_vec(), vec![-3.0]);
     }
 }

@@ -55,32 +55,11 @@ pub fn from_checkpoint(top: &Value) -> Result<UpstreamModel, ErrorKind> {
         .and_then(Value::as_object)
         .filter(|o| o.class == DETECTION_MODEL)
         .ok_or(ErrorKind::NotYolo)?;
-    let yaml = to_yaml(
-        model
-            .attr("yaml")
-            .ok_or_else(|| model_error("no 'yaml' attribute"))?,
-        "yaml",
-    )?;
-    let names = class_names(
-        model
-            .attr("names")
-            .ok_or_else(|| model_error("no 'names' attribute"))?,
-    )?;
+    let yaml = to_yaml(model.attr("yaml").ok_or_else(|| model_error("no 'yaml' attribute"))?, "yaml")?;
+    let names = class_names(model.attr("names").ok_or_else(|| model_error("no 'names' attribute"))?)?;
     let nc = class_count(model, &yaml, names.len())?;
-    let stride = model
-        .attr("stride")
-        .and_then(Value::as_tensor)
-        .ok_or_else(|| model_error("'stride' is not a tensor"))?
-        .to_f32_vec();
-    let mut out = UpstreamModel {
-        yaml,
-        names,
-        nc,
-        stride,
-        tensors: BTreeMap::new(),
-        bn_eps: BTreeMap::new(),
-        module_types: BTreeMap::new(),
-    };
+    let stride = model.attr("stride").and_then(Value::as_tensor).ok_or_else(|| model_error("'stride' is not a tensor"))?.to_f32_vec();
+    let mut out = UpstreamModel { yaml, names, nc, stride, tensors: BTreeMap::new(), bn_eps: BTreeMap::new(), module_types: BTreeMap::new() };
     collect_children(model, "", &mut out)?;
     Ok(out)
 }
@@ -100,15 +79,11 @@ fn class_names(v: &Value) -> Result<Vec<String>, ErrorKind> {
     if let Some(items) = v.as_seq() {
         return items.iter().map(name_text).collect();
     }
-    let entries = v
-        .as_dict()
-        .ok_or_else(|| model_error(format!("'names' is a {}, not a list or dict", v.kind())))?;
+    let entries = v.as_dict().ok_or_else(|| model_error(format!("'names' is a {}, not a list or dict", v.kind())))?;
     let mut indexed = entries
         .iter()
         .map(|(k, name)| {
-            let index = k
-                .as_int()
-                .ok_or_else(|| model_error(format!("'names' has a {} key", k.kind())))?;
+            let index = k.as_int().ok_or_else(|| model_error(format!("'names' has a {} key", k.kind())))?;
             Ok((index, name_text(name)?))
         })
         .collect::<Result<Vec<_>, ErrorKind>>()?;
@@ -133,12 +108,7 @@ fn to_yaml(v: &Value, what: &str) -> Result<serde_yaml::Value, ErrorKind> {
         Value::Int(i) => Y::Number((*i).into()),
         Value::Float(f) => Y::Number((*f).into()),
         Value::Str(s) => Y::String(s.clone()),
-        Value::List(items) | Value::Tuple(items) => Y::Sequence(
-            items
-                .iter()
-                .map(|i| to_yaml(i, what))
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::List(items) | Value::Tuple(items) => Y::Sequence(items.iter().map(|i| to_yaml(i, what)).collect::<Result<_, _>>()?),
         Value::Dict(entries) => {
             let mut map = serde_yaml::Mapping::new();
             for (k, v) in entries {
@@ -155,22 +125,15 @@ fn collect_children(module: &Object, path: &str, out: &mut UpstreamModel) -> Res
     let Some(children) = module.attr("_modules") else {
         return Ok(());
     };
-    let entries = children
-        .as_dict()
-        .ok_or_else(|| model_error(format!("'{path}' has non-dict _modules")))?;
+    let entries = children.as_dict().ok_or_else(|| model_error(format!("'{path}' has non-dict _modules")))?;
     for (name, child) in entries {
-        let name = name.as_str().ok_or_else(|| {
-            model_error(format!("'{path}' has a module with a {} name", name.kind()))
-        })?;
+        let name = name.as_str().ok_or_else(|| model_error(format!("'{path}' has a module with a {} name", name.kind())))?;
         let child_path = join(path, name);
         match child {
             Value::None => {}
             Value::Object(obj) => collect_module(obj, &child_path, out)?,
             other => {
-                return Err(model_error(format!(
-                    "module '{child_path}' is a {}",
-                    other.kind()
-                )));
+                return Err(model_error(format!("module '{child_path}' is a {}", other.kind())));
             }
         }
     }
@@ -178,39 +141,26 @@ fn collect_children(module: &Object, path: &str, out: &mut UpstreamModel) -> Res
 }
 
 fn collect_module(module: &Object, path: &str, out: &mut UpstreamModel) -> Result<(), ErrorKind> {
-    out.module_types
-        .insert(path.to_string(), module.short_class().to_string());
+    out.module_types.insert(path.to_string(), module.short_class().to_string());
     if module.class == BATCH_NORM {
-        let eps = module
-            .attr("eps")
-            .and_then(Value::as_f64)
-            .ok_or_else(|| model_error(format!("BatchNorm2d '{path}' has no eps")))?;
+        let eps = module.attr("eps").and_then(Value::as_f64).ok_or_else(|| model_error(format!("BatchNorm2d '{path}' has no eps")))?;
         out.bn_eps.insert(path.to_string(), eps);
     }
-    let non_persistent = module
-        .attr("_non_persistent_buffers_set")
-        .and_then(Value::as_seq)
-        .unwrap_or_default();
+    let non_persistent = module.attr("_non_persistent_buffers_set").and_then(Value::as_seq).unwrap_or_default();
     for field in ["_parameters", "_buffers"] {
         let Some(entries) = module.attr(field).and_then(Value::as_dict) else {
             continue;
         };
         for (name, value) in entries {
             let Some(name) = name.as_str() else {
-                return Err(model_error(format!(
-                    "'{path}' has a {field} key that is not a str"
-                )));
+                return Err(model_error(format!("'{path}' has a {field} key that is not a str")));
             };
-            let skip = name == "num_batches_tracked"
-                || value.is_none()
-                || non_persistent.iter().any(|n| n.as_str() == Some(name));
+            let skip = name == "num_batches_tracked" || value.is_none() || non_persistent.iter().any(|n| n.as_str() == Some(name));
             if skip {
                 continue;
             }
             let full = join(path, name);
-            let tensor = value.as_tensor().ok_or_else(|| {
-                model_error(format!("'{full}' is a {}, not a tensor", value.kind()))
-            })?;
+            let tensor = value.as_tensor().ok_or_else(|| model_error(format!("'{full}' is a {}, not a tensor", value.kind())))?;
             out.tensors.insert(full, tensor.clone());
         }
     }
@@ -241,49 +191,29 @@ mod tests {
     }
 
     fn detection_model(name: &str) -> Value {
-        let stride = RawTensor {
-            dtype: DType::F32,
-            shape: vec![1],
-            data: 8f32.to_le_bytes().to_vec(),
-        };
+        let stride = RawTensor { dtype: DType::F32, shape: vec![1], data: 8f32.to_le_bytes().to_vec() };
         let state = Value::Dict(vec![
             (s("yaml"), Value::Dict(vec![(s("nc"), Value::Int(1))])),
             (s("names"), Value::List(vec![s(name)])),
             (s("stride"), Value::Tensor(Arc::new(stride))),
             (s("_modules"), Value::Dict(vec![])),
         ]);
-        Value::Object(Box::new(Object {
-            class: DETECTION_MODEL.into(),
-            args: vec![],
-            state: Some(state),
-        }))
+        Value::Object(Box::new(Object { class: DETECTION_MODEL.into(), args: vec![], state: Some(state) }))
     }
 
     #[test]
     fn ema_is_preferred_unless_none() {
-        let both = Value::Dict(vec![
-            (s("model"), detection_model("model")),
-            (s("ema"), detection_model("ema")),
-        ]);
+        let both = Value::Dict(vec![(s("model"), detection_model("model")), (s("ema"), detection_model("ema"))]);
         assert_eq!(from_checkpoint(&both).unwrap().names, ["ema"]);
-        let no_ema = Value::Dict(vec![
-            (s("model"), detection_model("model")),
-            (s("ema"), Value::None),
-        ]);
+        let no_ema = Value::Dict(vec![(s("model"), detection_model("model")), (s("ema"), Value::None)]);
         let m = from_checkpoint(&no_ema).unwrap();
-        assert_eq!(
-            (m.names, m.nc, m.stride),
-            (vec!["model".to_string()], 1, vec![8.0])
-        );
+        assert_eq!((m.names, m.nc, m.stride), (vec!["model".to_string()], 1, vec![8.0]));
     }
 
     #[test]
     fn other_objects_are_not_yolo() {
         let top = Value::Dict(vec![(s("model"), s("weights"))]);
         assert!(matches!(from_checkpoint(&top), Err(ErrorKind::NotYolo)));
-        assert!(matches!(
-            from_checkpoint(&Value::None),
-            Err(ErrorKind::NotYolo)
-        ));
+        assert!(matches!(from_checkpoint(&Value::None), Err(ErrorKind::NotYolo)));
     }
 }

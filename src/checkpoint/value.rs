@@ -140,9 +140,6 @@ impl Value {
 
     /// The value under a string key of a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.as_dict()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.as_dict()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 }

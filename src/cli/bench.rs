@@ -2,13 +2,13 @@
 //! a yaml (or real weights), synthetic inputs resident on the device unless
 //! `--data` asks for the real training loader.
 
-use crate::cli::quantize::catch_oom;
 use super::common::train_loader;
 use super::parse_device;
 use super::quantize::batch_tensor;
 use crate::checkpoint::load::{load, random};
-use crate::data::config::DataConfig;
+use crate::cli::quantize::catch_oom;
 use crate::cuda::memory::PeakMemory;
+use crate::data::config::DataConfig;
 use crate::model::detector::Detector;
 use crate::model::graph::channels_last;
 use crate::model::info::gflops;

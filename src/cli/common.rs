@@ -1,15 +1,15 @@
 //! Pieces several commands share: data sets from a data yaml, result rows and tables.
 
+use crate::checkpoint::load::load;
 use crate::data::config::DataConfig;
 use crate::data::hyp::Hyp;
 use crate::data::train_loader::TrainLoader;
 use crate::data::val_set::{ValSet, ValSetOptions};
 use crate::eval::validate::EvalResult;
-use crate::checkpoint::load::load;
 use crate::model::detector::Detector;
 use anyhow::{anyhow, bail, Result};
-use std::path::Path;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// An FP model with its data set and hyperparameters, checked to agree (quantize, sensitive).
 /// The default `--hyp`. When it is not there (the binary run outside the repository),

@@ -86,7 +86,8 @@ pub fn run(a: Args) -> Result<()> {
     let model = load(&weights)?;
     let stem = weights.with_extension("");
     for e2e in kinds {
-        let end2end = e2e.then_some(End2End { iou_thres: a.iou_thres, conf_thres: a.conf_thres, topk_all: a.topk_all, class_agnostic: a.class_agnostic, nms: Nms::Trt });
+        let end2end =
+            e2e.then_some(End2End { iou_thres: a.iou_thres, conf_thres: a.conf_thres, topk_all: a.topk_all, class_agnostic: a.class_agnostic, nms: Nms::Trt });
         let end2end = match end2end {
             Some(mut e) => {
                 e.nms = Nms::parse(&a.nms)?;

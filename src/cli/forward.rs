@@ -29,11 +29,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut model = load(&a.weights)?;
     model.to(device, Kind::Float);
     let inputs = Tensor::read_safetensors(&a.input).map_err(|e| anyhow!("{}: cannot read safetensors: {e}", a.input.display()))?;
-    let x = inputs
-        .into_iter()
-        .find(|(k, _)| *k == a.key)
-        .ok_or_else(|| anyhow!("{}: no tensor named `{}` (see --key)", a.input.display(), a.key))?
-        .1;
+    let x = inputs.into_iter().find(|(k, _)| *k == a.key).ok_or_else(|| anyhow!("{}: no tensor named `{}` (see --key)", a.input.display(), a.key))?.1;
     let s = x.size();
     if s.len() != 4 || s[1] != 3 || s[2] % 32 != 0 || s[3] % 32 != 0 {
         return Err(anyhow!("{}: `{}` has shape {s:?}; expected (B, 3, H, W) with H and W multiples of 32", a.input.display(), a.key));
@@ -43,7 +39,8 @@ pub fn run(a: Args) -> Result<()> {
     let mut keep = vec![g.output];
     keep.extend(&g.heads);
     keep.extend(g.output_aux);
-    let layer_outs: Vec<(usize, _)> = if a.layers { g.layers.iter().enumerate().filter(|(_, l)| l.outputs.len() == 1).map(|(i, l)| (i, l.outputs[0])).collect() } else { vec![] };
+    let layer_outs: Vec<(usize, _)> =
+        if a.layers { g.layers.iter().enumerate().filter(|(_, l)| l.outputs.len() == 1).map(|(i, l)| (i, l.outputs[0])).collect() } else { vec![] };
     keep.extend(layer_outs.iter().map(|&(_, v)| v));
     let mut vals = tch::no_grad(|| model.run(&x, &keep));
     let cpu = |t: Tensor| t.to_device(tch::Device::Cpu).contiguous();

@@ -9,8 +9,8 @@ use crate::data::hyp::Hyp;
 use crate::eval::validate::{evaluate, EvalOptions};
 use crate::model::detector::Detector;
 use crate::quant::calibrate::{calibrate, prepare_with, PrepareOptions};
-use crate::quant::tying::TieScope;
 use crate::quant::qat::{lr_for_epoch, Qat, Supervision};
+use crate::quant::tying::TieScope;
 use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic};
 use anyhow::{anyhow, bail, Result};
@@ -177,7 +177,11 @@ pub fn run(a: Args) -> Result<()> {
     let to_tensor = |b: crate::data::train_loader::TrainBatch| batch_tensor(&b.images, b.batch, b.size, b.size, device);
     let missing = calibrate(&mut model, loader.iter_forever(0).take(a.calib_batches).map(to_tensor), method)?;
     let calib_s = t0.elapsed().as_secs_f64();
-    println!("calibrated {} quantizers on {} batches in {calib_s:.1} s ({missing} saw no data)", model.quant.as_ref().map_or(0, |q| q.table.len()), a.calib_batches);
+    println!(
+        "calibrated {} quantizers on {} batches in {calib_s:.1} s ({missing} saw no data)",
+        model.quant.as_ref().map_or(0, |q| q.table.len()),
+        a.calib_batches
+    );
     let mut ptq_ap = None;
     if !a.no_eval_ptq {
         let r = evaluate(&model, &val, &eopts.in_dir(&run.dir.join("eval_ptq")))?;
@@ -268,7 +272,9 @@ fn qat(
     for epoch in start..a.epochs {
         let lr = lr_for_epoch(epoch) * a.lr_scale;
         let bar = ProgressBar::new(a.iters as u64);
-        bar.set_style(ProgressStyle::with_template("QAT {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        bar.set_style(
+            ProgressStyle::with_template("QAT {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         bar.set_prefix(format!("epoch {epoch}/{}", a.epochs));
         // The loss is summed on the device and read only for the progress bar (every
         // 10 steps), so the host never waits for the GPU within a step.
@@ -364,4 +370,3 @@ pub fn catch_oom<T>(f: impl FnOnce() -> T) -> Result<T> {
         }
     })
 }
-

@@ -46,20 +46,12 @@ pub struct Rgb8 {
 impl Rgb8 {
     /// A `width` x `height` image with every byte set to `value`.
     pub fn filled(width: usize, height: usize, value: u8) -> Self {
-        Rgb8 {
-            width,
-            height,
-            data: vec![value; width * height * 3],
-        }
+        Rgb8 { width, height, data: vec![value; width * height * 3] }
     }
 
     /// Wraps a raw HWC buffer; `None` when its length is not `width*height*3`.
     pub fn from_raw(width: usize, height: usize, data: Vec<u8>) -> Option<Self> {
-        (data.len() == width * height * 3).then_some(Rgb8 {
-            width,
-            height,
-            data,
-        })
+        (data.len() == width * height * 3).then_some(Rgb8 { width, height, data })
     }
 
     #[inline]
@@ -109,12 +101,7 @@ pub struct BoxLabel {
 /// `w`, `h` and offset by `padw`, `padh`.
 pub fn xywhn_to_xyxy(b: [f32; 4], w: f64, h: f64, padw: f64, padh: f64) -> [f32; 4] {
     let (w, h, pw, ph) = (w as f32, h as f32, padw as f32, padh as f32);
-    [
-        w * (b[0] - b[2] / 2.0) + pw,
-        h * (b[1] - b[3] / 2.0) + ph,
-        w * (b[0] + b[2] / 2.0) + pw,
-        h * (b[1] + b[3] / 2.0) + ph,
-    ]
+    [w * (b[0] - b[2] / 2.0) + pw, h * (b[1] - b[3] / 2.0) + ph, w * (b[0] + b[2] / 2.0) + pw, h * (b[1] + b[3] / 2.0) + ph]
 }
 
 /// Upstream `xyxy2xywhn(clip=True, eps)`: clips corners to
@@ -126,12 +113,7 @@ pub fn xyxy_to_xywhn_clip(b: [f32; 4], w: f64, h: f64, eps: f64) -> [f32; 4] {
     let x2 = b[2].clamp(0.0, cw);
     let y2 = b[3].clamp(0.0, ch);
     let (w, h) = (w as f32, h as f32);
-    [
-        ((x1 + x2) / 2.0) / w,
-        ((y1 + y2) / 2.0) / h,
-        (x2 - x1) / w,
-        (y2 - y1) / h,
-    ]
+    [((x1 + x2) / 2.0) / w, ((y1 + y2) / 2.0) / h, (x2 - x1) / w, (y2 - y1) / h]
 }
 
 // ---------------------------------------------------------------------------
@@ -156,12 +138,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 impl Rng {
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        let s = [
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-            splitmix64(&mut x),
-        ];
+        let s = [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)];
         Rng { s }
     }
 
@@ -239,9 +216,7 @@ impl Rng {
             }
             let v = v * v * v;
             let u = self.f64();
-            if u < 1.0 - 0.0331 * x * x * x * x
-                || u.max(f64::MIN_POSITIVE).ln() < 0.5 * x * x + d * (1.0 - v + v.ln())
-            {
+            if u < 1.0 - 0.0331 * x * x * x * x || u.max(f64::MIN_POSITIVE).ln() < 0.5 * x * x + d * (1.0 - v + v.ln()) {
                 return d * v;
             }
         }
@@ -274,11 +249,7 @@ const RESIZE_ONE: f32 = (1 << RESIZE_BITS) as f32;
 /// `cv2.resize(INTER_LINEAR)` computes them. OpenCV clamps the coordinate
 /// (weight 0 beyond the edge) horizontally, but vertically only clamps the
 /// source rows and keeps the weights (`clamp_weights = false`).
-fn linear_taps(
-    src_len: usize,
-    dst_len: usize,
-    clamp_weights: bool,
-) -> Vec<(usize, usize, i32, i32)> {
+fn linear_taps(src_len: usize, dst_len: usize, clamp_weights: bool) -> Vec<(usize, usize, i32, i32)> {
     let inv_scale = dst_len as f64 / src_len as f64;
     let scale = 1.0 / inv_scale;
     let last = src_len as i64 - 1;
@@ -299,12 +270,7 @@ fn linear_taps(
             }
             let a0 = ((1.0 - f) * RESIZE_ONE).round_ties_even() as i32;
             let a1 = (f * RESIZE_ONE).round_ties_even() as i32;
-            (
-                sx.clamp(0, last) as usize,
-                (sx + 1).clamp(0, last) as usize,
-                a0,
-                a1,
-            )
+            (sx.clamp(0, last) as usize, (sx + 1).clamp(0, last) as usize, a0, a1)
         })
         .collect()
 }
@@ -312,26 +278,16 @@ fn linear_taps(
 /// Bilinear resize with `cv2.resize(..., interpolation=INTER_LINEAR)`
 /// semantics (half-pixel centres, edge clamping, 11-bit fixed point).
 pub fn resize_linear(src: &Rgb8, dst_w: usize, dst_h: usize) -> Rgb8 {
-    assert!(
-        src.width > 0 && src.height > 0 && dst_w > 0 && dst_h > 0,
-        "resize of an empty image"
-    );
+    assert!(src.width > 0 && src.height > 0 && dst_w > 0 && dst_h > 0, "resize of an empty image");
     if src.width == dst_w && src.height == dst_h {
         return src.clone();
     }
     let xt = linear_taps(src.width, dst_w, true);
     let yt = linear_taps(src.height, dst_h, false);
-    let mut out = Rgb8 {
-        width: dst_w,
-        height: dst_h,
-        data: vec![0; dst_w * dst_h * 3],
-    };
+    let mut out = Rgb8 { width: dst_w, height: dst_h, data: vec![0; dst_w * dst_h * 3] };
     let row_len = dst_w * 3;
     // Horizontally resampled source rows, cached by source row index.
-    let mut rows: [(usize, Vec<i32>); 2] = [
-        (usize::MAX, vec![0; row_len]),
-        (usize::MAX, vec![0; row_len]),
-    ];
+    let mut rows: [(usize, Vec<i32>); 2] = [(usize::MAX, vec![0; row_len]), (usize::MAX, vec![0; row_len])];
     let hresize = |sy: usize, buf: &mut [i32]| {
         let srow = &src.data[sy * src.width * 3..(sy + 1) * src.width * 3];
         for (dx, &(x0, x1, a0, a1)) in xt.iter().enumerate() {
@@ -467,14 +423,7 @@ pub fn hsv_to_rgb(p: [u8; 3]) -> [u8; 3] {
     let (r, g, b) = if s == 0.0 {
         (v, v, v)
     } else {
-        const SECTOR: [[usize; 3]; 6] = [
-            [1, 3, 0],
-            [1, 0, 2],
-            [3, 0, 1],
-            [0, 2, 1],
-            [0, 1, 3],
-            [2, 1, 0],
-        ];
+        const SECTOR: [[usize; 3]; 6] = [[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]];
         let mut h = h * (6.0f32 / 180.0);
         if h >= 6.0 {
             h %= 6.0; // only for H >= 180, which OpenCV never produces
@@ -504,12 +453,7 @@ pub fn hsv_to_rgb(p: [u8; 3]) -> [u8; 3] {
 pub fn hsv_luts(r: [f64; 3]) -> [[u8; 256]; 3] {
     let mut luts = [[0u8; 256]; 3];
     let [hue, sat, val] = &mut luts;
-    for (x, ((h, s), v)) in hue
-        .iter_mut()
-        .zip(sat.iter_mut())
-        .zip(val.iter_mut())
-        .enumerate()
-    {
+    for (x, ((h, s), v)) in hue.iter_mut().zip(sat.iter_mut()).zip(val.iter_mut()).enumerate() {
         let xf = x as f64;
         *h = (xf * r[0]).rem_euclid(180.0) as u8;
         *s = (xf * r[1]).clamp(0.0, 255.0) as u8;
@@ -527,11 +471,7 @@ pub fn apply_hsv_luts(img: &mut Rgb8, luts: &[[u8; 256]; 3]) {
         let p = [px[0], px[1], px[2]];
         if last_in != Some(p) {
             let hsv = rgb_to_hsv_with(t, p);
-            last_out = hsv_to_rgb([
-                luts[0][hsv[0] as usize],
-                luts[1][hsv[1] as usize],
-                luts[2][hsv[2] as usize],
-            ]);
+            last_out = hsv_to_rgb([luts[0][hsv[0] as usize], luts[1][hsv[1] as usize], luts[2][hsv[2] as usize]]);
             last_in = Some(p);
         }
         px.copy_from_slice(&last_out);
@@ -545,11 +485,7 @@ pub fn augment_hsv(img: &mut Rgb8, hgain: f64, sgain: f64, vgain: f64, rng: &mut
     if hgain == 0.0 && sgain == 0.0 && vgain == 0.0 {
         return;
     }
-    let r = [
-        rng.uniform(-1.0, 1.0) * hgain + 1.0,
-        rng.uniform(-1.0, 1.0) * sgain + 1.0,
-        rng.uniform(-1.0, 1.0) * vgain + 1.0,
-    ];
+    let r = [rng.uniform(-1.0, 1.0) * hgain + 1.0, rng.uniform(-1.0, 1.0) * sgain + 1.0, rng.uniform(-1.0, 1.0) * vgain + 1.0];
     apply_hsv_luts(img, &hsv_luts(r));
 }
 
@@ -610,21 +546,9 @@ pub fn invert(m: &Mat3) -> Mat3 {
     }
     let d = 1.0 / det;
     [
-        [
-            c00 * d,
-            (m[0][2] * m[2][1] - m[0][1] * m[2][2]) * d,
-            (m[0][1] * m[1][2] - m[0][2] * m[1][1]) * d,
-        ],
-        [
-            c01 * d,
-            (m[0][0] * m[2][2] - m[0][2] * m[2][0]) * d,
-            (m[0][2] * m[1][0] - m[0][0] * m[1][2]) * d,
-        ],
-        [
-            c02 * d,
-            (m[0][1] * m[2][0] - m[0][0] * m[2][1]) * d,
-            (m[0][0] * m[1][1] - m[0][1] * m[1][0]) * d,
-        ],
+        [c00 * d, (m[0][2] * m[2][1] - m[0][1] * m[2][2]) * d, (m[0][1] * m[1][2] - m[0][2] * m[1][1]) * d],
+        [c01 * d, (m[0][0] * m[2][2] - m[0][2] * m[2][0]) * d, (m[0][2] * m[1][0] - m[0][0] * m[1][2]) * d],
+        [c02 * d, (m[0][1] * m[2][0] - m[0][0] * m[2][1]) * d, (m[0][0] * m[1][1] - m[0][1] * m[1][0]) * d],
     ]
 }
 
@@ -652,10 +576,7 @@ fn sample_fixed(src: &Rgb8, xq: i32, yq: i32, out: &mut [u8]) {
         let i1 = i0 + (w as usize) * 3;
         let (a, b) = (&src.data[i0..i0 + 6], &src.data[i1..i1 + 6]);
         for c in 0..3 {
-            let v = a[c] as i32 * w00
-                + a[3 + c] as i32 * w01
-                + b[c] as i32 * w10
-                + b[3 + c] as i32 * w11;
+            let v = a[c] as i32 * w00 + a[3 + c] as i32 * w01 + b[c] as i32 * w10 + b[3 + c] as i32 * w11;
             out[c] = ((v + (1 << 14)) >> 15) as u8;
         }
     } else if sx >= w || sx + 1 < 0 || sy >= h || sy + 1 < 0 {
@@ -669,12 +590,7 @@ fn sample_fixed(src: &Rgb8, xq: i32, yq: i32, out: &mut [u8]) {
                 [PAD_VALUE as i32; 3]
             }
         };
-        let (p00, p01, p10, p11) = (
-            px(sx, sy),
-            px(sx + 1, sy),
-            px(sx, sy + 1),
-            px(sx + 1, sy + 1),
-        );
+        let (p00, p01, p10, p11) = (px(sx, sy), px(sx + 1, sy), px(sx, sy + 1), px(sx + 1, sy + 1));
         for c in 0..3 {
             let v = p00[c] * w00 + p01[c] * w01 + p10[c] * w10 + p11[c] * w11;
             out[c] = ((v + (1 << 14)) >> 15) as u8;
@@ -694,17 +610,9 @@ pub fn warp_affine(src: &Rgb8, m: &Mat3, out_w: usize, out_h: usize) -> Rgb8 {
     let i2 = -i0 * m2 - i1 * m5;
     let i5 = -i3 * m2 - i4 * m5;
     let round_delta = (AB_SCALE as i32) / INTER_TAB / 2;
-    let adelta: Vec<i32> = (0..out_w)
-        .map(|x| cv_round(i0 * x as f64 * AB_SCALE))
-        .collect();
-    let bdelta: Vec<i32> = (0..out_w)
-        .map(|x| cv_round(i3 * x as f64 * AB_SCALE))
-        .collect();
-    let mut out = Rgb8 {
-        width: out_w,
-        height: out_h,
-        data: vec![0; out_w * out_h * 3],
-    };
+    let adelta: Vec<i32> = (0..out_w).map(|x| cv_round(i0 * x as f64 * AB_SCALE)).collect();
+    let bdelta: Vec<i32> = (0..out_w).map(|x| cv_round(i3 * x as f64 * AB_SCALE)).collect();
+    let mut out = Rgb8 { width: out_w, height: out_h, data: vec![0; out_w * out_h * 3] };
     for (y, row) in out.data.chunks_exact_mut(out_w * 3).enumerate() {
         let x0 = cv_round((i1 * y as f64 + i2) * AB_SCALE) + round_delta;
         let y0 = cv_round((i4 * y as f64 + i5) * AB_SCALE) + round_delta;
@@ -721,11 +629,7 @@ pub fn warp_affine(src: &Rgb8, m: &Mat3, out_w: usize, out_h: usize) -> Rgb8 {
 /// borderValue=114)`: the inverse of `m` maps each output pixel back.
 pub fn warp_perspective(src: &Rgb8, m: &Mat3, out_w: usize, out_h: usize) -> Rgb8 {
     let inv = invert(m);
-    let mut out = Rgb8 {
-        width: out_w,
-        height: out_h,
-        data: vec![0; out_w * out_h * 3],
-    };
+    let mut out = Rgb8 { width: out_w, height: out_h, data: vec![0; out_w * out_h * 3] };
     for (y, row) in out.data.chunks_exact_mut(out_w * 3).enumerate() {
         let yf = y as f64;
         let bx = inv[0][1] * yf + inv[0][2];
@@ -761,27 +665,14 @@ pub struct WarpParams {
 
 impl From<&Hyp> for WarpParams {
     fn from(h: &Hyp) -> Self {
-        WarpParams {
-            degrees: h.degrees,
-            translate: h.translate,
-            scale: h.scale,
-            shear: h.shear,
-            perspective: h.perspective,
-        }
+        WarpParams { degrees: h.degrees, translate: h.translate, scale: h.scale, shear: h.shear, perspective: h.perspective }
     }
 }
 
 /// Upstream's random matrix `M = T @ S @ R @ P @ C` for a source of
 /// `in_w x in_h` warped to `out_w x out_h`; also returns the drawn scale `s`.
 /// Draw order: perspective x, y; angle; scale; shear x, y; translate x, y.
-pub fn random_perspective_matrix(
-    in_w: usize,
-    in_h: usize,
-    out_w: usize,
-    out_h: usize,
-    p: &WarpParams,
-    rng: &mut Rng,
-) -> (Mat3, f64) {
+pub fn random_perspective_matrix(in_w: usize, in_h: usize, out_w: usize, out_h: usize, p: &WarpParams, rng: &mut Rng) -> (Mat3, f64) {
     let mut c = IDENTITY;
     c[0][2] = -(in_w as f64) / 2.0;
     c[1][2] = -(in_h as f64) / 2.0;
@@ -811,13 +702,7 @@ pub fn random_perspective_matrix(
 
 /// Upstream `box_candidates(box1, box2, wh_thr=2, ar_thr=100, area_thr)`:
 /// `before` is the (scaled) box before augmentation, `after` the warped one.
-pub fn box_candidates(
-    before: [f64; 4],
-    after: [f64; 4],
-    wh_thr: f64,
-    ar_thr: f64,
-    area_thr: f64,
-) -> bool {
+pub fn box_candidates(before: [f64; 4], after: [f64; 4], wh_thr: f64, ar_thr: f64, area_thr: f64) -> bool {
     const EPS: f64 = 1e-16;
     let (w1, h1) = (before[2] - before[0], before[3] - before[1]);
     let (w2, h2) = (after[2] - after[0], after[3] - after[1]);
@@ -827,14 +712,7 @@ pub fn box_candidates(
 
 /// Warps box labels by `m` (corners, then their bounding box), clips them to
 /// `width x height` and keeps upstream's box candidates (`area_thr = 0.10`).
-pub fn transform_boxes(
-    labels: &[BoxLabel],
-    m: &Mat3,
-    s: f64,
-    width: usize,
-    height: usize,
-    perspective: bool,
-) -> Vec<BoxLabel> {
+pub fn transform_boxes(labels: &[BoxLabel], m: &Mat3, s: f64, width: usize, height: usize, perspective: bool) -> Vec<BoxLabel> {
     let (wf, hf) = (width as f64, height as f64);
     labels
         .iter()
@@ -854,17 +732,9 @@ pub fn transform_boxes(
                 lo = [lo[0].min(u), lo[1].min(v)];
                 hi = [hi[0].max(u), hi[1].max(v)];
             }
-            let new = [
-                lo[0].clamp(0.0, wf),
-                lo[1].clamp(0.0, hf),
-                hi[0].clamp(0.0, wf),
-                hi[1].clamp(0.0, hf),
-            ];
+            let new = [lo[0].clamp(0.0, wf), lo[1].clamp(0.0, hf), hi[0].clamp(0.0, wf), hi[1].clamp(0.0, hf)];
             let before = [x1 * s, y1 * s, x2 * s, y2 * s];
-            box_candidates(before, new, 2.0, 100.0, 0.10).then(|| BoxLabel {
-                cls: l.cls,
-                xyxy: new.map(|v| v as f32),
-            })
+            box_candidates(before, new, 2.0, 100.0, 0.10).then(|| BoxLabel { cls: l.cls, xyxy: new.map(|v| v as f32) })
         })
         .collect()
 }
@@ -873,13 +743,7 @@ pub fn transform_boxes(
 /// perspective, border)`. `border = (border_y, border_x)` grows (positive) or
 /// crops (negative, e.g. `-imgsz/2` for a mosaic) the output on each side.
 /// Labels are pixel corners in and out.
-pub fn random_perspective(
-    img: &Rgb8,
-    labels: &[BoxLabel],
-    p: &WarpParams,
-    border: (i64, i64),
-    rng: &mut Rng,
-) -> (Rgb8, Vec<BoxLabel>) {
+pub fn random_perspective(img: &Rgb8, labels: &[BoxLabel], p: &WarpParams, border: (i64, i64), rng: &mut Rng) -> (Rgb8, Vec<BoxLabel>) {
     let height = (img.height as i64 + border.0 * 2).max(1) as usize;
     let width = (img.width as i64 + border.1 * 2).max(1) as usize;
     let (m, s) = random_perspective_matrix(img.width, img.height, width, height, p, rng);
@@ -901,18 +765,8 @@ pub fn random_perspective(
 
 /// Upstream `mixup`: `r ~ Beta(32, 32)`, `img = uint8(img * r + img2 * (1 - r))`
 /// (truncating, as numpy's `astype`), labels concatenated.
-pub fn mixup(
-    img: &mut Rgb8,
-    labels: &mut Vec<BoxLabel>,
-    img2: &Rgb8,
-    labels2: &[BoxLabel],
-    rng: &mut Rng,
-) {
-    assert_eq!(
-        (img.width, img.height),
-        (img2.width, img2.height),
-        "mixup of different sizes"
-    );
+pub fn mixup(img: &mut Rgb8, labels: &mut Vec<BoxLabel>, img2: &Rgb8, labels2: &[BoxLabel], rng: &mut Rng) {
+    assert_eq!((img.width, img.height), (img2.width, img2.height), "mixup of different sizes");
     let r = rng.beta(32.0, 32.0);
     let mut ta = [0f64; 256];
     let mut tb = [0f64; 256];
@@ -934,15 +788,7 @@ mod tests {
         let mut img = Rgb8::filled(w, h, 0);
         for y in 0..h {
             for x in 0..w {
-                img.put(
-                    x,
-                    y,
-                    [
-                        (x * 7 + y * 3) as u8,
-                        (x * 13) as u8 ^ (y as u8),
-                        (255 - x - y) as u8,
-                    ],
-                );
+                img.put(x, y, [(x * 7 + y * 3) as u8, (x * 13) as u8 ^ (y as u8), (255 - x - y) as u8]);
             }
         }
         img
@@ -966,10 +812,7 @@ mod tests {
         for _ in 0..n {
             counts[r.below(5)] += 1;
         }
-        assert!(
-            counts.iter().all(|&c| (c as f64 - 4000.0).abs() < 300.0),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (c as f64 - 4000.0).abs() < 300.0), "{counts:?}");
     }
 
     #[test]
@@ -1041,10 +884,7 @@ mod tests {
     #[test]
     fn hsv_identity_gain_roundtrips_saturated_colours() {
         let mut img = Rgb8::filled(4, 1, 0);
-        for (i, p) in [[255, 0, 0], [0, 255, 0], [0, 0, 255], [114, 114, 114]]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, p) in [[255, 0, 0], [0, 255, 0], [0, 0, 255], [114, 114, 114]].into_iter().enumerate() {
             img.put(i, 0, p);
         }
         let before = img.clone();
@@ -1077,17 +917,8 @@ mod tests {
         assert_eq!(warp_affine(&img, &IDENTITY, 17, 11), img);
         assert_eq!(warp_perspective(&img, &IDENTITY, 17, 11), img);
         // with all geometric gains zero and no border, the drawn M is exactly I
-        let p = WarpParams {
-            degrees: 0.0,
-            translate: 0.0,
-            scale: 0.0,
-            shear: 0.0,
-            perspective: 0.0,
-        };
-        let labels = vec![BoxLabel {
-            cls: 3,
-            xyxy: [2.0, 3.0, 9.0, 8.0],
-        }];
+        let p = WarpParams { degrees: 0.0, translate: 0.0, scale: 0.0, shear: 0.0, perspective: 0.0 };
+        let labels = vec![BoxLabel { cls: 3, xyxy: [2.0, 3.0, 9.0, 8.0] }];
         let (out, l2) = random_perspective(&img, &labels, &p, (0, 0), &mut Rng::new(5));
         assert_eq!(out, img);
         assert_eq!(l2, labels);
@@ -1103,11 +934,7 @@ mod tests {
         for y in 0..8 {
             for x in 0..10 {
                 let (sx, sy) = (x as i64 - 3, y as i64 + 2);
-                let want = if sx >= 0 && sy < 8 {
-                    img.get(sx as usize, sy as usize)
-                } else {
-                    [PAD_VALUE; 3]
-                };
+                let want = if sx >= 0 && sy < 8 { img.get(sx as usize, sy as usize) } else { [PAD_VALUE; 3] };
                 assert_eq!(out.get(x, y), want, "at {x},{y}");
             }
         }
@@ -1131,17 +958,8 @@ mod tests {
         // cover the white pixels of the warped image
         let mut img = Rgb8::filled(64, 64, 0);
         img.fill_rect(20, 10, 40, 30, [255, 255, 255]);
-        let labels = vec![BoxLabel {
-            cls: 1,
-            xyxy: [20.0, 10.0, 40.0, 30.0],
-        }];
-        let p = WarpParams {
-            degrees: 0.0,
-            translate: 0.1,
-            scale: 0.5,
-            shear: 0.0,
-            perspective: 0.0,
-        };
+        let labels = vec![BoxLabel { cls: 1, xyxy: [20.0, 10.0, 40.0, 30.0] }];
+        let p = WarpParams { degrees: 0.0, translate: 0.1, scale: 0.5, shear: 0.0, perspective: 0.0 };
         for seed in 0..20 {
             let (out, l2) = random_perspective(&img, &labels, &p, (0, 0), &mut Rng::new(seed));
             assert!(l2.len() <= 1);
@@ -1158,12 +976,7 @@ mod tests {
                 }
             }
             for (got, want) in b.xyxy.iter().zip([x1, y1, x2, y2]) {
-                assert!(
-                    (got - want as f32).abs() <= 1.0,
-                    "seed {seed}: {:?} vs {:?}",
-                    b.xyxy,
-                    (x1, y1, x2, y2)
-                );
+                assert!((got - want as f32).abs() <= 1.0, "seed {seed}: {:?} vs {:?}", b.xyxy, (x1, y1, x2, y2));
             }
         }
     }
@@ -1185,10 +998,7 @@ mod tests {
         // cv2.resize(np.arange(4*1*3).reshape(1,4,3).astype(np.uint8)*20, (8, 1), INTER_LINEAR)
         let src = Rgb8::from_raw(4, 1, (0..12u8).map(|v| v * 20).collect()).unwrap();
         let out = resize_linear(&src, 8, 1);
-        let want: Vec<u8> = vec![
-            0, 20, 40, 15, 35, 55, 45, 65, 85, 75, 95, 115, 105, 125, 145, 135, 155, 175, 165, 185,
-            205, 180, 200, 220,
-        ];
+        let want: Vec<u8> = vec![0, 20, 40, 15, 35, 55, 45, 65, 85, 75, 95, 115, 105, 125, 145, 135, 155, 175, 165, 185, 205, 180, 200, 220];
         assert_eq!(out.data, want);
         // identity and shape
         assert_eq!(resize_linear(&src, 4, 1), src);
@@ -1221,14 +1031,8 @@ mod tests {
     fn mixup_truncates_and_concatenates() {
         let mut a = Rgb8::filled(2, 2, 200);
         let b = Rgb8::filled(2, 2, 100);
-        let mut la = vec![BoxLabel {
-            cls: 0,
-            xyxy: [0.0, 0.0, 1.0, 1.0],
-        }];
-        let lb = vec![BoxLabel {
-            cls: 1,
-            xyxy: [0.0, 0.0, 2.0, 2.0],
-        }];
+        let mut la = vec![BoxLabel { cls: 0, xyxy: [0.0, 0.0, 1.0, 1.0] }];
+        let lb = vec![BoxLabel { cls: 1, xyxy: [0.0, 0.0, 2.0, 2.0] }];
         let mut rng = Rng::new(3);
         let r = rng.clone().beta(32.0, 32.0);
         mixup(&mut a, &mut la, &b, &lb, &mut rng);

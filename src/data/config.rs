@@ -34,37 +34,21 @@ impl DataConfig {
 
     /// Reads and checks a data yaml; every error is one line naming the yaml and the key at fault.
     pub fn load(yaml_path: &Path) -> Result<DataConfig> {
-        let label = yaml_path.file_name().map_or_else(
-            || yaml_path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let text = std::fs::read_to_string(yaml_path)
-            .map_err(|e| anyhow!("{}: cannot read data yaml: {e}", yaml_path.display()))?;
-        let doc: Value = serde_yaml::from_str(&text)
-            .map_err(|e| anyhow!("{label}: invalid yaml: {}", one_line(&e.to_string())))?;
+        let label = yaml_path.file_name().map_or_else(|| yaml_path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let text = std::fs::read_to_string(yaml_path).map_err(|e| anyhow!("{}: cannot read data yaml: {e}", yaml_path.display()))?;
+        let doc: Value = serde_yaml::from_str(&text).map_err(|e| anyhow!("{label}: invalid yaml: {}", one_line(&e.to_string())))?;
         if !doc.is_mapping() {
             bail!("{label}: expected a mapping with train/val/names");
         }
-        let yaml_dir = yaml_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let yaml_dir = yaml_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let root = match doc.get("path") {
             None | Some(Value::Null) => yaml_dir.to_path_buf(),
             Some(Value::String(p)) => normalize(&yaml_dir.join(p)),
             Some(_) => bail!("{label}: path must be a string"),
         };
         let names = parse_names(&doc, &label)?;
-        let [train, val, test] =
-            ["train", "val", "test"].map(|k| split_sources(&doc, k, &root, &label));
-        let cfg = DataConfig {
-            yaml_path: yaml_path.to_path_buf(),
-            root,
-            train: train?,
-            val: val?,
-            test: test?,
-            names,
-        };
+        let [train, val, test] = ["train", "val", "test"].map(|k| split_sources(&doc, k, &root, &label));
+        let cfg = DataConfig { yaml_path: yaml_path.to_path_buf(), root, train: train?, val: val?, test: test?, names };
         if cfg.val.is_empty() {
             bail!("{label}: val is missing");
         }
@@ -83,9 +67,7 @@ fn normalize(p: &Path) -> PathBuf {
     for c in p.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
                 out.pop();
             }
             c => out.push(c),
@@ -99,26 +81,19 @@ fn normalize(p: &Path) -> PathBuf {
 
 fn parse_names(doc: &Value, label: &str) -> Result<Vec<String>> {
     let names = match doc.get("names") {
-        Some(Value::Sequence(seq)) => seq
-            .iter()
-            .map(|v| scalar_string(v).ok_or_else(|| anyhow!("{label}: names must be strings")))
-            .collect::<Result<Vec<_>>>()?,
+        Some(Value::Sequence(seq)) => {
+            seq.iter().map(|v| scalar_string(v).ok_or_else(|| anyhow!("{label}: names must be strings"))).collect::<Result<Vec<_>>>()?
+        }
         Some(Value::Mapping(map)) => {
             let mut pairs = Vec::with_capacity(map.len());
             for (k, v) in map {
-                let key = k
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("{label}: names keys must be integers, i.e. 2: car"))?;
-                let name = scalar_string(v)
-                    .ok_or_else(|| anyhow!("{label}: name of class {key} must be a string"))?;
+                let key = k.as_u64().ok_or_else(|| anyhow!("{label}: names keys must be integers, i.e. 2: car"))?;
+                let name = scalar_string(v).ok_or_else(|| anyhow!("{label}: name of class {key} must be a string"))?;
                 pairs.push((key as usize, name));
             }
             pairs.sort_by_key(|p| p.0);
             if pairs.iter().enumerate().any(|(i, p)| p.0 != i) {
-                bail!(
-                    "{label}: names keys must be 0..{} without gaps",
-                    pairs.len()
-                );
+                bail!("{label}: names keys must be 0..{} without gaps", pairs.len());
             }
             pairs.into_iter().map(|p| p.1).collect()
         }
@@ -161,42 +136,24 @@ fn split_sources(doc: &Value, key: &str, root: &Path, label: &str) -> Result<Vec
                 _ => Ok(vec![p]),
             }
         }
-        Some(Value::Sequence(seq)) => seq
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(|s| normalize(&root.join(s)))
-                    .ok_or_else(|| anyhow!("{label}: {key} entries must be strings"))
-            })
-            .collect(),
+        Some(Value::Sequence(seq)) => {
+            seq.iter().map(|v| v.as_str().map(|s| normalize(&root.join(s))).ok_or_else(|| anyhow!("{label}: {key} entries must be strings"))).collect()
+        }
         Some(_) => bail!("{label}: {key} must be a path or a list of paths"),
     }
 }
 
 fn check_exists(doc: &Value, key: &str, paths: &[PathBuf], label: &str) -> Result<()> {
     let given: Vec<String> = match doc.get(key) {
-        Some(Value::Sequence(seq)) => seq
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
+        Some(Value::Sequence(seq)) => seq.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     };
     for (i, p) in paths.iter().enumerate() {
         if !p.exists() {
-            let shown = given
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| p.display().to_string());
-            let what = if shown.ends_with(".txt") {
-                "list file"
-            } else {
-                "folder"
-            };
-            bail!(
-                "{label}: {key} {what} {shown} does not exist ({})",
-                p.display()
-            );
+            let shown = given.get(i).cloned().unwrap_or_else(|| p.display().to_string());
+            let what = if shown.ends_with(".txt") { "list file" } else { "folder" };
+            bail!("{label}: {key} {what} {shown} does not exist ({})", p.display());
         }
     }
     Ok(())
@@ -216,10 +173,7 @@ mod tests {
     fn resolves_relative_path_against_yaml_folder() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("ds/images/val")).unwrap();
-        let y = write(
-            t.path(),
-            "path: ds\ntrain: images/train\nval: images/val\nnames: {0: a, 1: b}\n",
-        );
+        let y = write(t.path(), "path: ds\ntrain: images/train\nval: images/val\nnames: {0: a, 1: b}\n");
         let c = DataConfig::load(&y).unwrap();
         assert_eq!(c.root, t.path().join("ds"));
         assert_eq!(c.val, vec![t.path().join("ds/images/val")]);
@@ -242,30 +196,15 @@ mod tests {
     fn errors_name_the_yaml_and_key() {
         let t = tempfile::tempdir().unwrap();
         let y = write(t.path(), "val: images/val\nnames: [a, b]\nnc: 3\n");
-        assert_eq!(
-            DataConfig::load(&y).unwrap_err().to_string(),
-            "d.yaml: nc 3 does not match the 2 names"
-        );
+        assert_eq!(DataConfig::load(&y).unwrap_err().to_string(), "d.yaml: nc 3 does not match the 2 names");
         let y = write(t.path(), "val: images/val\nnames: [a]\n");
         let e = DataConfig::load(&y).unwrap_err().to_string();
-        assert!(
-            e.starts_with("d.yaml: val folder images/val does not exist ("),
-            "{e}"
-        );
+        assert!(e.starts_with("d.yaml: val folder images/val does not exist ("), "{e}");
         let y = write(t.path(), "val: list.txt\nnames: [a]\n");
-        assert!(DataConfig::load(&y)
-            .unwrap_err()
-            .to_string()
-            .starts_with("d.yaml: val list file list.txt does not exist"));
+        assert!(DataConfig::load(&y).unwrap_err().to_string().starts_with("d.yaml: val list file list.txt does not exist"));
         let y = write(t.path(), "val: .\n");
-        assert_eq!(
-            DataConfig::load(&y).unwrap_err().to_string(),
-            "d.yaml: names is missing"
-        );
+        assert_eq!(DataConfig::load(&y).unwrap_err().to_string(), "d.yaml: names is missing");
         let y = write(t.path(), "val: .\nnames: {0: a, 2: b}\n");
-        assert!(DataConfig::load(&y)
-            .unwrap_err()
-            .to_string()
-            .contains("without gaps"));
+        assert!(DataConfig::load(&y).unwrap_err().to_string().contains("without gaps"));
     }
 }

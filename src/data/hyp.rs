@@ -72,21 +72,8 @@ pub struct Hyp {
 }
 
 /// The augmentation keys the loader needs, in upstream's file order.
-pub const REQUIRED_KEYS: [&str; 13] = [
-    "hsv_h",
-    "hsv_s",
-    "hsv_v",
-    "degrees",
-    "translate",
-    "scale",
-    "shear",
-    "perspective",
-    "flipud",
-    "fliplr",
-    "mosaic",
-    "mixup",
-    "copy_paste",
-];
+pub const REQUIRED_KEYS: [&str; 13] =
+    ["hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr", "mosaic", "mixup", "copy_paste"];
 
 /// The optional (optimizer / loss) keys that are recognised.
 pub const OPTIONAL_KEYS: [&str; 16] = [
@@ -167,10 +154,8 @@ impl Hyp {
 
     /// Read a hyp yaml file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading hyperparameter file {}", path.display()))?;
-        Self::from_yaml_str(&text)
-            .with_context(|| format!("in hyperparameter file {}", path.display()))
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading hyperparameter file {}", path.display()))?;
+        Self::from_yaml_str(&text).with_context(|| format!("in hyperparameter file {}", path.display()))
     }
 
     /// Parse hyp yaml text (a flat mapping of names to numbers).
@@ -178,18 +163,14 @@ impl Hyp {
         if text.trim().is_empty() {
             bail!("hyperparameter yaml is empty");
         }
-        let Entries(entries) =
-            serde_yaml::from_str(text).context("hyperparameter yaml is not a flat mapping")?;
+        let Entries(entries) = serde_yaml::from_str(text).context("hyperparameter yaml is not a flat mapping")?;
         let mut values: Vec<(String, f64)> = Vec::new();
         for (key, value) in entries {
-            let known =
-                REQUIRED_KEYS.contains(&key.as_str()) || OPTIONAL_KEYS.contains(&key.as_str());
+            let known = REQUIRED_KEYS.contains(&key.as_str()) || OPTIONAL_KEYS.contains(&key.as_str());
             if !known {
                 continue; // unknown keys are ignored, as upstream ignores unused ones
             }
-            let v = yaml_number(&value).with_context(|| {
-                format!("hyperparameter `{key}` must be a number, got {value:?}")
-            })?;
+            let v = yaml_number(&value).with_context(|| format!("hyperparameter `{key}` must be a number, got {value:?}"))?;
             if !v.is_finite() {
                 bail!("hyperparameter `{key}` must be finite, got {v}");
             }
@@ -197,16 +178,9 @@ impl Hyp {
             values.push((key, v));
         }
         let get = |k: &str| values.iter().find(|(key, _)| key == k).map(|(_, v)| *v);
-        let missing: Vec<&str> = REQUIRED_KEYS
-            .iter()
-            .copied()
-            .filter(|k| get(k).is_none())
-            .collect();
+        let missing: Vec<&str> = REQUIRED_KEYS.iter().copied().filter(|k| get(k).is_none()).collect();
         if !missing.is_empty() {
-            bail!(
-                "hyperparameter yaml is missing required key(s): {} (upstream hyp.scratch-high.yaml has them all)",
-                missing.join(", ")
-            );
+            bail!("hyperparameter yaml is missing required key(s): {} (upstream hyp.scratch-high.yaml has them all)", missing.join(", "));
         }
         let req = |k: &str| get(k).expect("checked above");
         Ok(Hyp {
@@ -270,17 +244,12 @@ impl<'de> Deserialize<'de> for Entries {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a mapping of hyperparameter names to numbers")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<Entries, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Entries, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<serde_yaml::Value, serde_yaml::Value>()? {
                     let key = match k {
                         serde_yaml::Value::String(s) => s,
-                        other => serde_yaml::to_string(&other)
-                            .map(|s| s.trim().to_string())
-                            .unwrap_or_default(),
+                        other => serde_yaml::to_string(&other).map(|s| s.trim().to_string()).unwrap_or_default(),
                     };
                     out.push((key, v));
                 }
@@ -360,9 +329,7 @@ copy_paste: 0.3
 
     #[test]
     fn missing_keys_are_named() {
-        let text = UPSTREAM
-            .replace("mixup: 0.15\n", "")
-            .replace("hsv_v: 0.4\n", "");
+        let text = UPSTREAM.replace("mixup: 0.15\n", "").replace("hsv_v: 0.4\n", "");
         let err = format!("{:#}", Hyp::from_yaml_str(&text).unwrap_err());
         assert!(err.contains("hsv_v") && err.contains("mixup"), "{err}");
     }

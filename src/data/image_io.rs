@@ -33,14 +33,9 @@ pub struct DecodeError {
 
 /// Decodes `path` to RGB8 (alpha dropped, 16-bit reduced to 8-bit, EXIF orientation applied).
 pub fn decode_rgb8(path: &Path) -> Result<RgbImage, DecodeError> {
-    let err = |reason: String| DecodeError {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let err = |reason: String| DecodeError { path: path.to_path_buf(), reason };
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
-    let reader = ImageReader::new(BufReader::new(file))
-        .with_guessed_format()
-        .map_err(|e| err(e.to_string()))?;
+    let reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|e| err(e.to_string()))?;
     let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
     let orientation = decoder.orientation().map_err(|e| err(e.to_string()))?;
     let mut img = match decode_jpeg(path) {
@@ -50,11 +45,7 @@ pub fn decode_rgb8(path: &Path) -> Result<RgbImage, DecodeError> {
     img.apply_orientation(orientation);
     let rgb = img.into_rgb8();
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
-    Ok(RgbImage {
-        width,
-        height,
-        data: rgb.into_raw(),
-    })
+    Ok(RgbImage { width, height, data: rgb.into_raw() })
 }
 
 /// libjpeg decoding for JPEG files (None for other formats).

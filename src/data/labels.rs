@@ -34,9 +34,7 @@ pub fn label_path_for(image: &Path) -> PathBuf {
         Some(i) => format!("{}{}{}", &s[..i], sb, &s[i + sa.len()..]),
         None => s.into_owned(),
     };
-    let stem = swapped
-        .rsplit_once('.')
-        .map_or(swapped.as_str(), |(a, _)| a);
+    let stem = swapped.rsplit_once('.').map_or(swapped.as_str(), |(a, _)| a);
     PathBuf::from(format!("{stem}.txt"))
 }
 
@@ -54,20 +52,11 @@ pub fn read_label_file(path: &Path, nc: usize) -> Result<LabelFile, String> {
 
 /// Parses label text with upstream's rules (see [`read_label_file`]).
 pub fn parse_labels(text: &str, nc: usize) -> Result<LabelFile, String> {
-    let rows: Vec<Vec<&str>> = text
-        .trim()
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows: Vec<Vec<&str>> = text.trim().lines().filter(|l| !l.is_empty()).map(|l| l.split_whitespace().collect()).collect();
     if rows.is_empty() {
         return Ok(LabelFile::default());
     }
-    let mut table = if rows.iter().any(|r| r.len() > 6) {
-        segments_to_boxes(&rows)?
-    } else {
-        parse_table(&rows)?
-    };
+    let mut table = if rows.iter().any(|r| r.len() > 6) { segments_to_boxes(&rows)? } else { parse_table(&rows)? };
     check_values(&table)?;
     let mut warnings = Vec::new();
     let dups = dedup_rows(&mut table);
@@ -81,22 +70,14 @@ pub fn parse_labels(text: &str, nc: usize) -> Result<LabelFile, String> {
             warnings.push(format!("class {class} outside [0, {nc}), label dropped"));
             continue;
         }
-        out.push(LabelRow {
-            class,
-            xywhn: [r[1], r[2], r[3], r[4]],
-        });
+        out.push(LabelRow { class, xywhn: [r[1], r[2], r[3], r[4]] });
     }
-    Ok(LabelFile {
-        rows: out,
-        warnings,
-    })
+    Ok(LabelFile { rows: out, warnings })
 }
 
 /// numpy's float32 parse goes through Python float (f64) first.
 fn parse_f32(tok: &str) -> Result<f32, String> {
-    tok.parse::<f64>()
-        .map(|v| v as f32)
-        .map_err(|_| format!("could not convert string to float: '{tok}'"))
+    tok.parse::<f64>().map(|v| v as f32).map_err(|_| format!("could not convert string to float: '{tok}'"))
 }
 
 fn parse_table(rows: &[Vec<&str>]) -> Result<Vec<[f32; 5]>, String> {
@@ -107,17 +88,7 @@ fn parse_table(rows: &[Vec<&str>]) -> Result<Vec<[f32; 5]>, String> {
     if cols != 5 {
         return Err(format!("labels require 5 columns, {cols} columns detected"));
     }
-    rows.iter()
-        .map(|r| {
-            Ok([
-                parse_f32(r[0])?,
-                parse_f32(r[1])?,
-                parse_f32(r[2])?,
-                parse_f32(r[3])?,
-                parse_f32(r[4])?,
-            ])
-        })
-        .collect()
+    rows.iter().map(|r| Ok([parse_f32(r[0])?, parse_f32(r[1])?, parse_f32(r[2])?, parse_f32(r[3])?, parse_f32(r[4])?])).collect()
 }
 
 /// Polygon rows (`cls x1 y1 x2 y2 ...`) become their bounding boxes, as upstream's segments2boxes.
@@ -125,48 +96,26 @@ fn segments_to_boxes(rows: &[Vec<&str>]) -> Result<Vec<[f32; 5]>, String> {
     rows.iter()
         .map(|r| {
             let cls = parse_f32(r.first().ok_or("empty label row")?)?;
-            let pts: Vec<f32> = r[1..]
-                .iter()
-                .map(|t| parse_f32(t))
-                .collect::<Result<_, _>>()?;
+            let pts: Vec<f32> = r[1..].iter().map(|t| parse_f32(t)).collect::<Result<_, _>>()?;
             if pts.is_empty() || !pts.len().is_multiple_of(2) {
-                return Err(format!(
-                    "segment with {} coordinates cannot form points",
-                    pts.len()
-                ));
+                return Err(format!("segment with {} coordinates cannot form points", pts.len()));
             }
             let (xs, ys): (Vec<f32>, Vec<f32>) = pts.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
             let fold = |v: &[f32], f: fn(f32, f32) -> f32| v.iter().copied().reduce(f).unwrap();
-            let (x0, x1, y0, y1) = (
-                fold(&xs, f32::min),
-                fold(&xs, f32::max),
-                fold(&ys, f32::min),
-                fold(&ys, f32::max),
-            );
+            let (x0, x1, y0, y1) = (fold(&xs, f32::min), fold(&xs, f32::max), fold(&ys, f32::min), fold(&ys, f32::max));
             Ok([cls, (x0 + x1) / 2.0, (y0 + y1) / 2.0, x1 - x0, y1 - y0])
         })
         .collect()
 }
 
 fn check_values(table: &[[f32; 5]]) -> Result<(), String> {
-    let neg: Vec<f32> = table
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|v| *v < 0.0)
-        .collect();
+    let neg: Vec<f32> = table.iter().flatten().copied().filter(|v| *v < 0.0).collect();
     if !neg.is_empty() {
         return Err(format!("negative label values {neg:?}"));
     }
-    let big: Vec<f32> = table
-        .iter()
-        .flat_map(|r| r[1..].iter().copied())
-        .filter(|v| *v > 1.0)
-        .collect();
+    let big: Vec<f32> = table.iter().flat_map(|r| r[1..].iter().copied()).filter(|v| *v > 1.0).collect();
     if !big.is_empty() {
-        return Err(format!(
-            "non-normalized or out of bounds coordinates {big:?}"
-        ));
+        return Err(format!("non-normalized or out of bounds coordinates {big:?}"));
     }
     // NaN passes neither comparison above but fails upstream's >= 0 test.
     if table.iter().flatten().any(|v| v.is_nan()) {
@@ -179,13 +128,8 @@ fn check_values(table: &[[f32; 5]]) -> Result<(), String> {
 /// lexicographically sorted unique rows. Returns how many were removed.
 fn dedup_rows(table: &mut Vec<[f32; 5]>) -> usize {
     let mut sorted = table.clone();
-    let cmp = |a: &[f32; 5], b: &[f32; 5]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| x.partial_cmp(y).unwrap_or(Ordering::Equal))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    };
+    let cmp =
+        |a: &[f32; 5], b: &[f32; 5]| a.iter().zip(b).map(|(x, y)| x.partial_cmp(y).unwrap_or(Ordering::Equal)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal);
     sorted.sort_by(cmp);
     sorted.dedup_by(|a, b| cmp(a, b).is_eq());
     let removed = table.len() - sorted.len();
@@ -203,27 +147,14 @@ mod tests {
     fn label_path_swaps_last_images_folder_and_extension() {
         let p = label_path_for(Path::new("/d/images/x/images/val/a.b.JPG"));
         assert_eq!(p, PathBuf::from("/d/images/x/labels/val/a.b.txt"));
-        assert_eq!(
-            label_path_for(Path::new("/d/pics/a.png")),
-            PathBuf::from("/d/pics/a.txt")
-        );
+        assert_eq!(label_path_for(Path::new("/d/pics/a.png")), PathBuf::from("/d/pics/a.txt"));
     }
 
     #[test]
     fn parses_rows_as_f32() {
-        let f = parse_labels(
-            "0 0.251401 0.566144 0.085241 0.101888\n\n2 0.5 0.5 1 1\n",
-            6,
-        )
-        .unwrap();
+        let f = parse_labels("0 0.251401 0.566144 0.085241 0.101888\n\n2 0.5 0.5 1 1\n", 6).unwrap();
         assert_eq!(f.rows.len(), 2);
-        assert_eq!(
-            f.rows[0],
-            LabelRow {
-                class: 0,
-                xywhn: [0.251401, 0.566144, 0.085241, 0.101888]
-            }
-        );
+        assert_eq!(f.rows[0], LabelRow { class: 0, xywhn: [0.251401, 0.566144, 0.085241, 0.101888] });
         assert!(f.warnings.is_empty());
     }
 
@@ -234,15 +165,8 @@ mod tests {
 
     #[test]
     fn duplicates_are_removed_and_rows_sorted() {
-        let f = parse_labels(
-            "3 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\n3 0.5 0.5 0.1 0.1\n",
-            6,
-        )
-        .unwrap();
-        assert_eq!(
-            f.rows.iter().map(|r| r.class).collect::<Vec<_>>(),
-            vec![1, 3]
-        );
+        let f = parse_labels("3 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\n3 0.5 0.5 0.1 0.1\n", 6).unwrap();
+        assert_eq!(f.rows.iter().map(|r| r.class).collect::<Vec<_>>(), vec![1, 3]);
         assert_eq!(f.warnings, vec!["1 duplicate labels removed".to_string()]);
     }
 
@@ -250,29 +174,16 @@ mod tests {
     fn class_out_of_range_is_dropped_with_warning() {
         let f = parse_labels("7 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\n", 6).unwrap();
         assert_eq!(f.rows.len(), 1);
-        assert_eq!(
-            f.warnings,
-            vec!["class 7 outside [0, 6), label dropped".to_string()]
-        );
+        assert_eq!(f.warnings, vec!["class 7 outside [0, 6), label dropped".to_string()]);
     }
 
     #[test]
     fn corrupt_files_are_rejected_with_upstream_reasons() {
-        assert!(parse_labels("0 0.5 0.5 0.1\n", 6)
-            .unwrap_err()
-            .contains("5 columns, 4 columns"));
-        assert!(parse_labels("0 0.5 0.5 0.1 0.1 0.9\n", 6)
-            .unwrap_err()
-            .contains("6 columns"));
-        assert!(parse_labels("0 0.5 -0.5 0.1 0.1\n", 6)
-            .unwrap_err()
-            .contains("negative"));
-        assert!(parse_labels("0 0.5 1.0001 0.1 0.1\n", 6)
-            .unwrap_err()
-            .contains("non-normalized"));
-        assert!(parse_labels("0 0.5 x 0.1 0.1\n", 6)
-            .unwrap_err()
-            .contains("float"));
+        assert!(parse_labels("0 0.5 0.5 0.1\n", 6).unwrap_err().contains("5 columns, 4 columns"));
+        assert!(parse_labels("0 0.5 0.5 0.1 0.1 0.9\n", 6).unwrap_err().contains("6 columns"));
+        assert!(parse_labels("0 0.5 -0.5 0.1 0.1\n", 6).unwrap_err().contains("negative"));
+        assert!(parse_labels("0 0.5 1.0001 0.1 0.1\n", 6).unwrap_err().contains("non-normalized"));
+        assert!(parse_labels("0 0.5 x 0.1 0.1\n", 6).unwrap_err().contains("float"));
         // exactly 1 is fine
         assert!(parse_labels("0 0.5 1 1 1\n", 6).is_ok());
     }
@@ -282,14 +193,6 @@ mod tests {
         let f = parse_labels("2 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n", 6).unwrap();
         let r = f.rows[0];
         assert_eq!(r.class, 2);
-        assert_eq!(
-            r.xywhn,
-            [
-                (0.1f32 + 0.5) / 2.0,
-                (0.2f32 + 0.6) / 2.0,
-                0.5 - 0.1f32,
-                0.6 - 0.2f32
-            ]
-        );
+        assert_eq!(r.xywhn, [(0.1f32 + 0.5) / 2.0, (0.2f32 + 0.6) / 2.0, 0.5 - 0.1f32, 0.6 - 0.2f32]);
     }
 }

@@ -29,18 +29,8 @@ pub fn letterbox(img: &RgbImage, new_hw: (usize, usize), scaleup: bool) -> Lette
     let dh = (new_hw.0 - unpad_h) as f64 / 2.0;
     let resized;
     let src = if (img.width, img.height) != (unpad_w, unpad_h) {
-        let data = resize(
-            &img.data,
-            (img.width, img.height),
-            3,
-            (unpad_w, unpad_h),
-            Interpolation::Linear,
-        );
-        resized = RgbImage {
-            width: unpad_w,
-            height: unpad_h,
-            data,
-        };
+        let data = resize(&img.data, (img.width, img.height), 3, (unpad_w, unpad_h), Interpolation::Linear);
+        resized = RgbImage { width: unpad_w, height: unpad_h, data };
         &resized
     } else {
         img
@@ -49,11 +39,7 @@ pub fn letterbox(img: &RgbImage, new_hw: (usize, usize), scaleup: bool) -> Lette
     let top = (dh - 0.1).round_ties_even() as usize;
     let left = (dw - 0.1).round_ties_even() as usize;
     let image = pad_into(src, new_hw, (top, left));
-    Letterboxed {
-        image,
-        ratio: (r, r),
-        pad: (dw, dh),
-    }
+    Letterboxed { image, ratio: (r, r), pad: (dw, dh) }
 }
 
 fn pad_into(src: &RgbImage, (h, w): (usize, usize), (top, left): (usize, usize)) -> RgbImage {
@@ -63,29 +49,15 @@ fn pad_into(src: &RgbImage, (h, w): (usize, usize), (top, left): (usize, usize))
         let start = ((top + y) * w + left) * 3;
         data[start..start + row_len].copy_from_slice(row);
     }
-    RgbImage {
-        width: w,
-        height: h,
-        data,
-    }
+    RgbImage { width: w, height: h, data }
 }
 
 /// Upstream `scale_boxes` with an explicit ratio_pad, then `clip_boxes`: maps an
 /// xyxy box from letterboxed pixels back to the original image, in f32 like torch.
-pub fn scale_box_to_original(
-    xyxy: [f32; 4],
-    gain: f64,
-    pad: (f64, f64),
-    orig_hw: (usize, usize),
-) -> [f32; 4] {
+pub fn scale_box_to_original(xyxy: [f32; 4], gain: f64, pad: (f64, f64), orig_hw: (usize, usize)) -> [f32; 4] {
     let (px, py, g) = (pad.0 as f32, pad.1 as f32, gain as f32);
     let (w0, h0) = (orig_hw.1 as f32, orig_hw.0 as f32);
-    [
-        ((xyxy[0] - px) / g).clamp(0.0, w0),
-        ((xyxy[1] - py) / g).clamp(0.0, h0),
-        ((xyxy[2] - px) / g).clamp(0.0, w0),
-        ((xyxy[3] - py) / g).clamp(0.0, h0),
-    ]
+    [((xyxy[0] - px) / g).clamp(0.0, w0), ((xyxy[1] - py) / g).clamp(0.0, h0), ((xyxy[2] - px) / g).clamp(0.0, w0), ((xyxy[3] - py) / g).clamp(0.0, h0)]
 }
 
 #[cfg(test)]
@@ -93,11 +65,7 @@ mod tests {
     use super::*;
 
     fn solid(w: usize, h: usize, v: u8) -> RgbImage {
-        RgbImage {
-            width: w,
-            height: h,
-            data: vec![v; w * h * 3],
-        }
+        RgbImage { width: w, height: h, data: vec![v; w * h * 3] }
     }
 
     #[test]
@@ -107,10 +75,7 @@ mod tests {
         assert_eq!(lb.pad, (0.0, 10.5));
         assert_eq!(lb.ratio, (1.0, 1.0));
         let px = |x: usize, y: usize| lb.image.data[(y * 256 + x) * 3];
-        assert_eq!(
-            (px(0, 9), px(0, 10), px(0, 180), px(0, 181)),
-            (114, 7, 7, 114)
-        );
+        assert_eq!((px(0, 9), px(0, 10), px(0, 180), px(0, 181)), (114, 7, 7, 114));
     }
 
     #[test]

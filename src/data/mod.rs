@@ -1,13 +1,13 @@
 //! Validation data: data yaml, YOLO labels, image decoding, cv2-compatible
 //! resizing, letterboxing and the rectangular-batch validation set.
 
+pub mod augment;
 pub mod config;
+pub mod hyp;
 pub mod image_io;
 pub mod labels;
 pub mod letterbox;
-pub mod resize;
-pub mod val_set;
-pub mod augment;
-pub mod hyp;
 pub mod mosaic;
+pub mod resize;
 pub mod train_loader;
+pub mod val_set;

@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::data::augment::{
-    random_perspective, xywhn_to_xyxy, BoxLabel, Rgb8, Rng, WarpParams, PAD_VALUE,
-};
+use crate::data::augment::{random_perspective, xywhn_to_xyxy, BoxLabel, Rgb8, Rng, WarpParams, PAD_VALUE};
 use crate::data::hyp::Hyp;
 
 /// Normalized YOLO labels of one image: `(class, [cx, cy, w, h])`.
@@ -45,12 +43,7 @@ pub fn mosaic_indices(index: usize, n: usize, rng: &mut Rng) -> [usize; 4] {
 /// bottom-right of the centre `(xc, yc)` on a `2*imgsz` square canvas filled
 /// with 114, as upstream. Returns the canvas and the tiles' labels in canvas
 /// pixels (`x1 y1 x2 y2`), clipped to `[0, 2*imgsz]`.
-pub fn place_tiles(
-    tiles: [(&Rgb8, &NormLabels); 4],
-    imgsz: usize,
-    xc: i64,
-    yc: i64,
-) -> (Rgb8, Vec<BoxLabel>) {
+pub fn place_tiles(tiles: [(&Rgb8, &NormLabels); 4], imgsz: usize, xc: i64, yc: i64) -> (Rgb8, Vec<BoxLabel>) {
     let s2 = 2 * imgsz as i64;
     let mut canvas = Rgb8::filled(s2 as usize, s2 as usize, PAD_VALUE);
     let mut labels = Vec::new();
@@ -96,14 +89,7 @@ pub fn place_tiles(
 /// long side is `imgsz` (upstream `load_image`) and its normalized labels.
 /// Any load error is returned (the caller decides how to replace the sample).
 /// The result is `imgsz x imgsz` (for even `imgsz`) with pixel-corner labels.
-pub fn load_mosaic<F>(
-    index: usize,
-    n: usize,
-    imgsz: usize,
-    hyp: &Hyp,
-    rng: &mut Rng,
-    mut load: F,
-) -> Result<(Rgb8, Vec<BoxLabel>)>
+pub fn load_mosaic<F>(index: usize, n: usize, imgsz: usize, hyp: &Hyp, rng: &mut Rng, mut load: F) -> Result<(Rgb8, Vec<BoxLabel>)>
 where
     F: FnMut(usize) -> Result<(Arc<Rgb8>, Arc<Vec<(usize, [f32; 4])>>)>,
 {
@@ -113,25 +99,9 @@ where
     let t1 = load(idx[1])?;
     let t2 = load(idx[2])?;
     let t3 = load(idx[3])?;
-    let (canvas, labels) = place_tiles(
-        [
-            (&t0.0, &t0.1[..]),
-            (&t1.0, &t1.1[..]),
-            (&t2.0, &t2.1[..]),
-            (&t3.0, &t3.1[..]),
-        ],
-        imgsz,
-        xc,
-        yc,
-    );
+    let (canvas, labels) = place_tiles([(&t0.0, &t0.1[..]), (&t1.0, &t1.1[..]), (&t2.0, &t2.1[..]), (&t3.0, &t3.1[..])], imgsz, xc, yc);
     let border = mosaic_border(imgsz);
-    Ok(random_perspective(
-        &canvas,
-        &labels,
-        &WarpParams::from(hyp),
-        (border, border),
-        rng,
-    ))
+    Ok(random_perspective(&canvas, &labels, &WarpParams::from(hyp), (border, border), rng))
 }
 
 #[cfg(test)]
@@ -165,8 +135,7 @@ mod tests {
         let la = vec![(0usize, [0.5f32, 0.5, 1.0, 1.0])];
         let none: Vec<(usize, [f32; 4])> = vec![];
         let (xc, yc) = (30i64, 40i64);
-        let (canvas, labels) =
-            place_tiles([(&a, &la), (&b, &none), (&c, &none), (&d, &la)], s, xc, yc);
+        let (canvas, labels) = place_tiles([(&a, &la), (&b, &none), (&c, &none), (&d, &la)], s, xc, yc);
         assert_eq!((canvas.width, canvas.height), (64, 64));
         // just up-left of the centre is tile 0, up-right tile 1, ...
         assert_eq!(canvas.get(29, 39), [10; 3]);
@@ -186,16 +155,11 @@ mod tests {
 
     #[test]
     fn mosaic_output_is_imgsz() {
-        let imgs: Vec<Arc<Rgb8>> = (0..5)
-            .map(|i| Arc::new(solid(64, 48, 50 + i as u8)))
-            .collect();
+        let imgs: Vec<Arc<Rgb8>> = (0..5).map(|i| Arc::new(solid(64, 48, 50 + i as u8))).collect();
         let lab = Arc::new(vec![(1usize, [0.5f32, 0.5, 0.5, 0.5])]);
         let hyp = Hyp::scratch_high();
         let mut rng = Rng::new(9);
-        let (img, labels) = load_mosaic(2, 5, 64, &hyp, &mut rng, |i| {
-            Ok((imgs[i].clone(), lab.clone()))
-        })
-        .unwrap();
+        let (img, labels) = load_mosaic(2, 5, 64, &hyp, &mut rng, |i| Ok((imgs[i].clone(), lab.clone()))).unwrap();
         assert_eq!((img.width, img.height), (64, 64));
         for l in labels {
             assert!(l.xyxy.iter().all(|&v| (0.0..=64.0).contains(&v)));

@@ -14,50 +14,23 @@ pub enum Interpolation {
 
 /// Resizes `src` (`sh` rows of `sw * cn` bytes) to `dw` x `dh`, like
 /// `cv2.resize(src, (dw, dh), interpolation=interp)`.
-pub fn resize(
-    src: &[u8],
-    (sw, sh): (usize, usize),
-    cn: usize,
-    (dw, dh): (usize, usize),
-    interp: Interpolation,
-) -> Vec<u8> {
-    assert!(
-        sw > 0 && sh > 0 && dw > 0 && dh > 0 && cn > 0,
-        "empty resize"
-    );
-    assert_eq!(
-        src.len(),
-        sw * sh * cn,
-        "resize: buffer size does not match its shape"
-    );
+pub fn resize(src: &[u8], (sw, sh): (usize, usize), cn: usize, (dw, dh): (usize, usize), interp: Interpolation) -> Vec<u8> {
+    assert!(sw > 0 && sh > 0 && dw > 0 && dh > 0 && cn > 0, "empty resize");
+    assert_eq!(src.len(), sw * sh * cn, "resize: buffer size does not match its shape");
     if (sw, sh) == (dw, dh) {
         return src.to_vec();
     }
-    let img = Src {
-        data: src,
-        w: sw,
-        h: sh,
-        cn,
-    };
+    let img = Src { data: src, w: sw, h: sh, cn };
     let inv_x = dw as f64 / sw as f64;
     let inv_y = dh as f64 / sh as f64;
     let (scale_x, scale_y) = (1.0 / inv_x, 1.0 / inv_y);
     let (iscale_x, iscale_y) = (round_f64(scale_x), round_f64(scale_y));
-    let area_fast = (scale_x - iscale_x as f64).abs() < f64::EPSILON
-        && (scale_y - iscale_y as f64).abs() < f64::EPSILON;
+    let area_fast = (scale_x - iscale_x as f64).abs() < f64::EPSILON && (scale_y - iscale_y as f64).abs() < f64::EPSILON;
     // OpenCV swaps an exact 2x linear shrink for the (identical) fast area path.
-    let interp = if interp == Interpolation::Linear && area_fast && iscale_x == 2 && iscale_y == 2 {
-        Interpolation::Area
-    } else {
-        interp
-    };
+    let interp = if interp == Interpolation::Linear && area_fast && iscale_x == 2 && iscale_y == 2 { Interpolation::Area } else { interp };
     let area = interp == Interpolation::Area;
     if area && scale_x >= 1.0 && scale_y >= 1.0 {
-        return if area_fast {
-            area_fast_resize(&img, (dw, dh), iscale_x as usize, iscale_y as usize)
-        } else {
-            area_resize(&img, (dw, dh), scale_x, scale_y)
-        };
+        return if area_fast { area_fast_resize(&img, (dw, dh), iscale_x as usize, iscale_y as usize) } else { area_resize(&img, (dw, dh), scale_x, scale_y) };
     }
     // INTER_AREA while enlarging is bilinear with area-style coefficients.
     linear_resize(&img, (dw, dh), (scale_x, scale_y), (inv_x, inv_y), area)
@@ -106,11 +79,7 @@ fn area_fast_resize(img: &Src, (dw, dh): (usize, usize), sx: usize, sy: usize) -
         if y0 >= img.h {
             continue;
         }
-        let w = if y0 + sy <= img.h {
-            full_w.min(dw * cn)
-        } else {
-            0
-        };
+        let w = if y0 + sy <= img.h { full_w.min(dw * cn) } else { 0 };
         for (dx, d) in drow.iter_mut().enumerate() {
             let (x0, c) = ((dx / cn) * sx, dx % cn);
             *d = if dx < w && sx == 2 && sy == 2 && matches!(cn, 1 | 3 | 4) {
@@ -165,26 +134,14 @@ fn area_taps(ssize: usize, dsize: usize, cn: usize, scale: f64) -> Vec<Tap> {
         let sx1 = (fsx1.ceil() as i64).min(sx2);
         if sx1 as f64 - fsx1 > 1e-3 {
             let alpha = ((sx1 as f64 - fsx1) / cell) as f32;
-            tab.push(Tap {
-                di: dx * cn,
-                si: (sx1 - 1) as usize * cn,
-                alpha,
-            });
+            tab.push(Tap { di: dx * cn, si: (sx1 - 1) as usize * cn, alpha });
         }
         for sx in sx1..sx2 {
-            tab.push(Tap {
-                di: dx * cn,
-                si: sx as usize * cn,
-                alpha: (1.0 / cell) as f32,
-            });
+            tab.push(Tap { di: dx * cn, si: sx as usize * cn, alpha: (1.0 / cell) as f32 });
         }
         if fsx2 - sx2 as f64 > 1e-3 {
             let alpha = ((fsx2 - sx2 as f64).min(1.0).min(cell) / cell) as f32;
-            tab.push(Tap {
-                di: dx * cn,
-                si: sx2 as usize * cn,
-                alpha,
-            });
+            tab.push(Tap { di: dx * cn, si: sx2 as usize * cn, alpha });
         }
     }
     tab
@@ -212,9 +169,7 @@ fn area_resize(img: &Src, (dw, dh): (usize, usize), scale_x: f64, scale_y: f64) 
             sum.iter_mut().zip(&buf).for_each(|(s, b)| *s = t.alpha * b);
             prev_dy = t.di;
         } else {
-            sum.iter_mut()
-                .zip(&buf)
-                .for_each(|(s, b)| *s += t.alpha * b);
+            sum.iter_mut().zip(&buf).for_each(|(s, b)| *s += t.alpha * b);
         }
     }
     store_row(&sum, &mut dst[prev_dy * width..(prev_dy + 1) * width]);
@@ -222,9 +177,7 @@ fn area_resize(img: &Src, (dw, dh): (usize, usize), scale_x: f64, scale_y: f64) 
 }
 
 fn store_row(sum: &[f32], out: &mut [u8]) {
-    out.iter_mut()
-        .zip(sum)
-        .for_each(|(o, s)| *o = sat_u8_f32(*s));
+    out.iter_mut().zip(sum).for_each(|(o, s)| *o = sat_u8_f32(*s));
 }
 
 // ---------------------------------------------------------------- INTER_LINEAR (8-bit fixed point)
@@ -249,20 +202,10 @@ fn linear_coef(d: usize, scale: f64, inv_scale: f64, area: bool) -> (i64, f32) {
 }
 
 fn fixed_weights(f: f32) -> [i16; 2] {
-    [
-        sat_i16_f32((1.0 - f) * COEF_SCALE),
-        sat_i16_f32(f * COEF_SCALE),
-    ]
+    [sat_i16_f32((1.0 - f) * COEF_SCALE), sat_i16_f32(f * COEF_SCALE)]
 }
 
-fn linear_axis(
-    ssize: usize,
-    dsize: usize,
-    cn: usize,
-    scale: f64,
-    inv_scale: f64,
-    area: bool,
-) -> LinearAxis {
+fn linear_axis(ssize: usize, dsize: usize, cn: usize, scale: f64, inv_scale: f64, area: bool) -> LinearAxis {
     let mut ofs = Vec::with_capacity(dsize);
     let mut w = Vec::with_capacity(dsize);
     for d in 0..dsize {
@@ -281,34 +224,20 @@ fn linear_axis(
     LinearAxis { ofs, w }
 }
 
-fn linear_resize(
-    img: &Src,
-    (dw, dh): (usize, usize),
-    (scale_x, scale_y): (f64, f64),
-    (inv_x, inv_y): (f64, f64),
-    area: bool,
-) -> Vec<u8> {
+fn linear_resize(img: &Src, (dw, dh): (usize, usize), (scale_x, scale_y): (f64, f64), (inv_x, inv_y): (f64, f64), area: bool) -> Vec<u8> {
     let cn = img.cn;
     let xa = linear_axis(img.w, dw, cn, scale_x, inv_x, area);
     let ya = linear_rows(dh, scale_y, inv_y, area);
     let width = dw * cn;
     let mut dst = vec![0u8; width * dh];
-    let mut cache = RowCache {
-        rows: [(usize::MAX, vec![0; width]), (usize::MAX, vec![0; width])],
-    };
+    let mut cache = RowCache { rows: [(usize::MAX, vec![0; width]), (usize::MAX, vec![0; width])] };
     for (dy, drow) in dst.chunks_exact_mut(width).enumerate() {
         let (sy, [b0, b1]) = ya[dy];
         let top = sy.clamp(0, img.h as i64 - 1) as usize;
         let bottom = (sy + 1).clamp(0, img.h as i64 - 1) as usize;
         let t = cache.fetch(top, bottom, img, &xa, cn);
         let b = cache.fetch(bottom, top, img, &xa, cn);
-        vresize_row(
-            &cache.rows[t].1,
-            &cache.rows[b].1,
-            b0 as i32,
-            b1 as i32,
-            drow,
-        );
+        vresize_row(&cache.rows[t].1, &cache.rows[b].1, b0 as i32, b1 as i32, drow);
     }
     dst
 }
@@ -377,15 +306,10 @@ mod tests {
 
     #[test]
     fn area_fractional_scale() {
-        let src = [
-            10, 20, 30, 40, 250, 0, 255, 128, 7, 9, 100, 101, 102, 103, 104,
-        ];
+        let src = [10, 20, 30, 40, 250, 0, 255, 128, 7, 9, 100, 101, 102, 103, 104];
         // dst[0]: x weights 0.6/0.4, y weights 2/3, 1/3:
         // 2/3 * (0.6*10 + 0.4*20) + 1/3 * (0.6*0 + 0.4*255) = 43.33 -> 43
-        assert_eq!(
-            resize(&src, (5, 3), 1, (3, 2), Area),
-            [43, 63, 113, 101, 111, 72]
-        );
+        assert_eq!(resize(&src, (5, 3), 1, (3, 2), Area), [43, 63, 113, 101, 111, 72]);
     }
 
     #[test]
@@ -397,18 +321,15 @@ mod tests {
         // an exact 2x linear shrink takes the same path
         assert_eq!(resize(&src, (4, 4), 1, (2, 2), Linear), [4, 6, 5, 133]);
         // 3x3 cells: sum 13 * (1/9) = 1.44 -> 1
-        assert_eq!(
-            resize(&[1, 2, 1, 3, 4, 0, 0, 0, 2], (3, 3), 1, (1, 1), Area),
-            [1]
-        );
+        assert_eq!(resize(&[1, 2, 1, 3, 4, 0, 0, 0, 2], (3, 3), 1, (1, 1), Area), [1]);
     }
 
     #[test]
     fn linear_enlarge_with_edge_clamping() {
         let src = [0, 100, 200, 50, 150, 255];
         let expected = [
-            0, 14, 57, 100, 143, 186, 200, 5, 19, 62, 105, 148, 191, 205, 25, 39, 82, 125, 169,
-            213, 228, 45, 59, 102, 145, 190, 234, 249, 50, 64, 107, 150, 195, 240, 255,
+            0, 14, 57, 100, 143, 186, 200, 5, 19, 62, 105, 148, 191, 205, 25, 39, 82, 125, 169, 213, 228, 45, 59, 102, 145, 190, 234, 249, 50, 64, 107, 150,
+            195, 240, 255,
         ];
         assert_eq!(resize(&src, (3, 2), 1, (7, 5), Linear), expected);
     }
@@ -416,10 +337,7 @@ mod tests {
     #[test]
     fn area_enlarge_is_area_weighted_bilinear() {
         let src = [0, 100, 200, 50, 150, 255];
-        let expected = [
-            0, 33, 100, 167, 200, 0, 33, 100, 167, 200, 50, 83, 150, 220, 255, 50, 83, 150, 220,
-            255,
-        ];
+        let expected = [0, 33, 100, 167, 200, 0, 33, 100, 167, 200, 50, 83, 150, 220, 255, 50, 83, 150, 220, 255];
         assert_eq!(resize(&src, (3, 2), 1, (5, 4), Area), expected);
     }
 
@@ -427,16 +345,15 @@ mod tests {
     fn three_channels() {
         let src: Vec<u8> = (0..18).map(|v| v * 13).collect();
         let expected = [
-            0, 13, 26, 10, 23, 36, 29, 42, 55, 49, 62, 75, 68, 81, 94, 78, 91, 104, 29, 42, 55, 39,
-            52, 65, 58, 71, 84, 78, 91, 104, 97, 110, 123, 107, 120, 133, 88, 101, 114, 97, 110,
-            123, 117, 130, 143, 136, 149, 162, 156, 169, 182, 166, 179, 192, 117, 130, 143, 127,
-            140, 153, 146, 159, 172, 166, 179, 192, 185, 198, 211, 195, 208, 221,
+            0, 13, 26, 10, 23, 36, 29, 42, 55, 49, 62, 75, 68, 81, 94, 78, 91, 104, 29, 42, 55, 39, 52, 65, 58, 71, 84, 78, 91, 104, 97, 110, 123, 107, 120,
+            133, 88, 101, 114, 97, 110, 123, 117, 130, 143, 136, 149, 162, 156, 169, 182, 166, 179, 192, 117, 130, 143, 127, 140, 153, 146, 159, 172, 166, 179,
+            192, 185, 198, 211, 195, 208, 221,
         ];
         assert_eq!(resize(&src, (3, 2), 3, (6, 4), Linear), expected);
         let src: Vec<u8> = (0..162).collect();
         let expected = [
-            15, 16, 18, 22, 23, 24, 29, 30, 31, 36, 36, 38, 70, 70, 72, 76, 77, 78, 83, 84, 85, 90,
-            90, 92, 124, 124, 126, 130, 131, 132, 137, 138, 139, 144, 144, 146,
+            15, 16, 18, 22, 23, 24, 29, 30, 31, 36, 36, 38, 70, 70, 72, 76, 77, 78, 83, 84, 85, 90, 90, 92, 124, 124, 126, 130, 131, 132, 137, 138, 139, 144,
+            144, 146,
         ];
         assert_eq!(resize(&src, (9, 6), 3, (4, 3), Area), expected);
     }

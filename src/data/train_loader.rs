@@ -31,8 +31,7 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, bail, Result};
 
 use crate::data::augment::{
-    augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective, resize_long_side,
-    xywhn_to_xyxy, xyxy_to_xywhn_clip, BoxLabel, Rgb8, Rng, WarpParams,
+    augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective, resize_long_side, xywhn_to_xyxy, xyxy_to_xywhn_clip, BoxLabel, Rgb8, Rng, WarpParams,
 };
 use crate::data::hyp::Hyp;
 use crate::data::image_io::decode_rgb8;
@@ -87,20 +86,10 @@ impl TrainLoader {
     /// even (upstream uses multiples of 32). `workers == 0` builds batches on
     /// the calling thread. Panics on an empty dataset, `batch == 0` or an odd
     /// `imgsz`.
-    pub fn new(
-        samples: Vec<(PathBuf, ImageLabels)>,
-        imgsz: usize,
-        batch: usize,
-        hyp: Hyp,
-        seed: u64,
-        workers: usize,
-    ) -> Self {
+    pub fn new(samples: Vec<(PathBuf, ImageLabels)>, imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Self {
         assert!(!samples.is_empty(), "TrainLoader: no images");
         assert!(batch > 0, "TrainLoader: batch size must be positive");
-        assert!(
-            imgsz >= 2 && imgsz.is_multiple_of(2),
-            "TrainLoader: imgsz must be even, got {imgsz}"
-        );
+        assert!(imgsz >= 2 && imgsz.is_multiple_of(2), "TrainLoader: imgsz must be even, got {imgsz}");
         TrainLoader {
             inner: Arc::new(Inner {
                 items: samples.into_iter().map(|(p, l)| (p, Arc::new(l))).collect(),
@@ -180,10 +169,7 @@ impl TrainLoader {
     /// Images found unreadable so far, with the reason.
     pub fn bad_images(&self) -> Vec<(PathBuf, String)> {
         let bad = lock(&self.inner.bad);
-        let mut v: Vec<_> = bad
-            .iter()
-            .map(|(&i, m)| (self.inner.items[i].0.clone(), m.clone()))
-            .collect();
+        let mut v: Vec<_> = bad.iter().map(|(&i, m)| (self.inner.items[i].0.clone(), m.clone())).collect();
         v.sort();
         v
     }
@@ -200,8 +186,7 @@ impl TrainLoader {
     /// dataset index it was drawn for. `None` if no redraw could be loaded.
     pub fn sample(&self, epoch: u64, position: usize) -> Option<(Rgb8, ImageLabels, usize)> {
         let perm = self.permutation(epoch);
-        self.inner
-            .sample(epoch, position, perm[position % perm.len()])
+        self.inner.sample(epoch, position, perm[position % perm.len()])
     }
 
     /// One pass over the dataset in epoch `epoch`'s order:
@@ -246,10 +231,7 @@ impl Inner {
             Err(e) => {
                 let msg = format!("{:#}", e);
                 if let Entry::Vacant(e) = lock(&self.bad).entry(index) {
-                    eprintln!(
-                        "WARNING: skipping bad training image {}: {msg}",
-                        path.display()
-                    );
+                    eprintln!("WARNING: skipping bad training image {}: {msg}", path.display());
                     e.insert(msg.clone());
                 }
                 bail!("{msg}");
@@ -278,20 +260,11 @@ impl Inner {
             let (im, norm) = self.load(index)?;
             let (lb, ratio, (dw, dh)) = letterbox(&im, s, true);
             let (w, h) = (im.width as f64 * ratio, im.height as f64 * ratio);
-            let px: Vec<BoxLabel> = norm
-                .iter()
-                .map(|&(cls, b)| BoxLabel {
-                    cls,
-                    xyxy: xywhn_to_xyxy(b, w, h, dw, dh),
-                })
-                .collect();
+            let px: Vec<BoxLabel> = norm.iter().map(|&(cls, b)| BoxLabel { cls, xyxy: xywhn_to_xyxy(b, w, h, dw, dh) }).collect();
             random_perspective(&lb, &px, &WarpParams::from(hyp), (0, 0), rng)
         };
         let (w, h) = (img.width as f64, img.height as f64);
-        let mut out: ImageLabels = labels
-            .iter()
-            .map(|l| (l.cls, xyxy_to_xywhn_clip(l.xyxy, w, h, CLIP_EPS)))
-            .collect();
+        let mut out: ImageLabels = labels.iter().map(|l| (l.cls, xyxy_to_xywhn_clip(l.xyxy, w, h, CLIP_EPS))).collect();
         augment_hsv(&mut img, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
         if rng.f64() < hyp.flipud {
             flip_ud(&mut img);
@@ -302,37 +275,22 @@ impl Inner {
             out.iter_mut().for_each(|(_, b)| b[0] = 1.0 - b[0]);
         }
         if img.width != s || img.height != s {
-            return Err(anyhow!(
-                "internal: sample is {}x{}, expected {s}x{s}",
-                img.width,
-                img.height
-            ));
+            return Err(anyhow!("internal: sample is {}x{}, expected {s}x{s}", img.width, img.height));
         }
         Ok((img, out))
     }
 
     /// Sample at `position` of epoch `epoch` whose first choice is dataset
     /// index `first`; redraws deterministically when images fail to load.
-    fn sample(
-        &self,
-        epoch: u64,
-        position: usize,
-        first: usize,
-    ) -> Option<(Rgb8, ImageLabels, usize)> {
+    fn sample(&self, epoch: u64, position: usize, first: usize) -> Option<(Rgb8, ImageLabels, usize)> {
         for attempt in 0..MAX_ATTEMPTS {
             let mut rng = Rng::from_parts(&[self.seed, epoch, position as u64, attempt]);
-            let index = if attempt == 0 {
-                first
-            } else {
-                rng.below(self.n())
-            };
+            let index = if attempt == 0 { first } else { rng.below(self.n()) };
             if let Ok((img, labels)) = self.augmented(index, &mut rng) {
                 return Some((img, labels, index));
             }
         }
-        eprintln!(
-            "WARNING: training sample {position} of epoch {epoch} dropped: {MAX_ATTEMPTS} draws hit unreadable images"
-        );
+        eprintln!("WARNING: training sample {position} of epoch {epoch} dropped: {MAX_ATTEMPTS} draws hit unreadable images");
         None
     }
 }
@@ -345,11 +303,7 @@ fn decode_rgb(path: &Path) -> Result<Rgb8> {
     if img.width < 10 || img.height < 10 {
         bail!("image size {}x{} <10 pixels", img.width, img.height);
     }
-    Ok(Rgb8 {
-        width: img.width,
-        height: img.height,
-        data: img.data,
-    })
+    Ok(Rgb8 { width: img.width, height: img.height, data: img.data })
 }
 
 // ---------------------------------------------------------------------------
@@ -391,13 +345,11 @@ impl Shared {
 
     fn build_sample(&self, pos: usize) -> Sample {
         let s = self.inner.imgsz;
-        self.inner
-            .sample(self.epoch, pos, self.perm[pos])
-            .map(|(img, labels, index)| {
-                let mut chw = vec![0u8; 3 * s * s];
-                img.write_chw(&mut chw);
-                (chw, labels, index)
-            })
+        self.inner.sample(self.epoch, pos, self.perm[pos]).map(|(img, labels, index)| {
+            let mut chw = vec![0u8; 3 * s * s];
+            img.write_chw(&mut chw);
+            (chw, labels, index)
+        })
     }
 
     fn worker(&self) {
@@ -417,8 +369,7 @@ impl Shared {
                 st.next_pos += 1;
                 st.next_pos - 1
             };
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build_sample(pos)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build_sample(pos)));
             let mut st = lock(&self.state);
             match result {
                 Ok(sample) => self.store(&mut st, pos, sample),
@@ -437,12 +388,7 @@ impl Shared {
         let (b, j) = (pos / bs, pos % bs);
         let plane = 3 * self.inner.imgsz * self.inner.imgsz;
         let len = self.batch_len(b);
-        let slot = st.slots.entry(b).or_insert_with(|| Slot {
-            len,
-            filled: 0,
-            images: vec![0u8; len * plane],
-            samples: vec![None; len],
-        });
+        let slot = st.slots.entry(b).or_insert_with(|| Slot { len, filled: 0, images: vec![0u8; len * plane], samples: vec![None; len] });
         if let Some((chw, labels, index)) = sample {
             slot.images[j * plane..(j + 1) * plane].copy_from_slice(&chw);
             slot.samples[j] = Some((labels, index));
@@ -466,13 +412,7 @@ impl Shared {
             k += 1;
         }
         images.truncate(k * plane);
-        TrainBatch {
-            images,
-            batch: k,
-            size: self.inner.imgsz,
-            labels,
-            indices,
-        }
+        TrainBatch { images, batch: k, size: self.inner.imgsz, labels, indices }
     }
 }
 
@@ -494,12 +434,7 @@ impl EpochIter {
             epoch,
             perm,
             nb,
-            state: Mutex::new(State {
-                next_pos: 0,
-                consumed: 0,
-                slots: HashMap::new(),
-                panic: None,
-            }),
+            state: Mutex::new(State { next_pos: 0, consumed: 0, slots: HashMap::new(), panic: None }),
             work_cv: Condvar::new(),
             done_cv: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -507,17 +442,10 @@ impl EpochIter {
         let handles = (0..workers)
             .map(|w| {
                 let sh = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("train-loader-{w}"))
-                    .spawn(move || sh.worker())
-                    .expect("spawning a train loader thread")
+                std::thread::Builder::new().name(format!("train-loader-{w}")).spawn(move || sh.worker()).expect("spawning a train loader thread")
             })
             .collect();
-        EpochIter {
-            shared,
-            handles,
-            next: 0,
-        }
+        EpochIter { shared, handles, next: 0 }
     }
 
     /// Batches left in this pass.
@@ -565,10 +493,7 @@ impl Iterator for EpochIter {
         self.next += 1;
         let batch = sh.finish(slot);
         if batch.batch == 0 {
-            eprintln!(
-                "WARNING: training batch {b} of epoch {} is empty: no loadable images",
-                sh.epoch
-            );
+            eprintln!("WARNING: training batch {b} of epoch {} is empty: no loadable images", sh.epoch);
         }
         Some(batch)
     }
@@ -597,13 +522,7 @@ impl Drop for EpochIter {
 mod tests {
     use super::*;
 
-    fn write_png(
-        dir: &Path,
-        name: &str,
-        w: u32,
-        h: u32,
-        boxes: &[(u32, u32, u32, u32, [u8; 3])],
-    ) -> PathBuf {
+    fn write_png(dir: &Path, name: &str, w: u32, h: u32, boxes: &[(u32, u32, u32, u32, [u8; 3])]) -> PathBuf {
         let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([0, 0, 0]));
         for &(x1, y1, x2, y2, c) in boxes {
             for y in y1..y2 {
@@ -621,13 +540,7 @@ mod tests {
     fn letterbox_path_keeps_box_on_the_drawn_pixels() {
         let dir = tempfile::tempdir().unwrap();
         // 80x40 image, red box at x 20..40, y 10..30
-        let p = write_png(
-            dir.path(),
-            "a.png",
-            80,
-            40,
-            &[(20, 10, 40, 30, [255, 0, 0])],
-        );
+        let p = write_png(dir.path(), "a.png", 80, 40, &[(20, 10, 40, 30, [255, 0, 0])]);
         let labels = vec![(2usize, [30.0 / 80.0, 20.0 / 40.0, 20.0 / 80.0, 20.0 / 40.0])];
         let mut hyp = Hyp::no_augment();
         hyp.fliplr = 1.0; // always mirror
@@ -651,19 +564,10 @@ mod tests {
     #[test]
     fn bad_images_are_reported_once_and_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let good = write_png(
-            dir.path(),
-            "good.png",
-            32,
-            32,
-            &[(4, 4, 20, 20, [0, 255, 0])],
-        );
+        let good = write_png(dir.path(), "good.png", 32, 32, &[(4, 4, 20, 20, [0, 255, 0])]);
         let bad = dir.path().join("bad.jpg");
         std::fs::write(&bad, b"not an image").unwrap();
-        let samples = vec![
-            (bad.clone(), vec![]),
-            (good, vec![(0, [0.375, 0.375, 0.5, 0.5])]),
-        ];
+        let samples = vec![(bad.clone(), vec![]), (good, vec![(0, [0.375, 0.375, 0.5, 0.5])])];
         let loader = TrainLoader::new(samples, 32, 2, Hyp::no_augment(), 3, 2);
         for e in 0..3 {
             let batches: Vec<_> = loader.iter(e).collect();

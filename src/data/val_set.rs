@@ -14,9 +14,7 @@ use super::letterbox::{letterbox, scale_box_to_original};
 use super::resize::{resize, Interpolation};
 
 /// Upstream's IMG_FORMATS; only jpeg/png/bmp/webp decode here, others are reported corrupt.
-const IMG_FORMATS: [&str; 10] = [
-    "bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm",
-];
+const IMG_FORMATS: [&str; 10] = ["bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm"];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ValSetOptions {
@@ -31,13 +29,7 @@ pub struct ValSetOptions {
 
 impl Default for ValSetOptions {
     fn default() -> Self {
-        ValSetOptions {
-            imgsz: 640,
-            batch_size: 32,
-            stride: 32,
-            pad: 0.5,
-            rect: true,
-        }
+        ValSetOptions { imgsz: 640, batch_size: 32, stride: 32, pad: 0.5, rect: true }
     }
 }
 
@@ -91,8 +83,7 @@ impl ValSet {
         if files.is_empty() {
             bail!("no images found in {}", show_paths(sources));
         }
-        let checked: Vec<Result<(ValEntry, Vec<String>), String>> =
-            files.par_iter().map(|f| verify(f, nc)).collect();
+        let checked: Vec<Result<(ValEntry, Vec<String>), String>> = files.par_iter().map(|f| verify(f, nc)).collect();
         let (mut entries, mut warnings) = (Vec::new(), Vec::new());
         for c in checked {
             match c {
@@ -104,12 +95,7 @@ impl ValSet {
             }
         }
         if entries.is_empty() {
-            bail!(
-                "none of the {} images in {} could be used: {}",
-                files.len(),
-                show_paths(sources),
-                warnings.join("; ")
-            );
+            bail!("none of the {} images in {} could be used: {}", files.len(), show_paths(sources), warnings.join("; "));
         }
         let batch_shapes = if options.rect {
             entries.sort_by(|a, b| aspect(a).total_cmp(&aspect(b)));
@@ -117,12 +103,7 @@ impl ValSet {
         } else {
             vec![(options.imgsz, options.imgsz); entries.len().div_ceil(options.batch_size)]
         };
-        Ok(ValSet {
-            entries,
-            batch_shapes,
-            warnings,
-            options,
-        })
+        Ok(ValSet { entries, batch_shapes, warnings, options })
     }
 
     pub fn len(&self) -> usize {
@@ -162,23 +143,14 @@ impl ValSet {
         let bs = self.options.batch_size;
         let entries = &self.entries[index * bs..((index + 1) * bs).min(self.entries.len())];
         let (height, width) = self.batch_shapes[index];
-        let loaded: Vec<(Vec<u8>, ValItem)> = entries
-            .par_iter()
-            .map(|e| self.load_item(e, (height, width)))
-            .collect::<Result<_>>()?;
+        let loaded: Vec<(Vec<u8>, ValItem)> = entries.par_iter().map(|e| self.load_item(e, (height, width))).collect::<Result<_>>()?;
         let mut images = Vec::with_capacity(loaded.len() * 3 * height * width);
         let mut items = Vec::with_capacity(loaded.len());
         for (chw, item) in loaded {
             images.extend_from_slice(&chw);
             items.push(item);
         }
-        Ok(ValBatch {
-            images,
-            batch: items.len(),
-            height,
-            width,
-            items,
-        })
+        Ok(ValBatch { images, batch: items.len(), height, width, items })
     }
 
     /// All batches in order, loaded on the calling thread.
@@ -197,49 +169,20 @@ impl ValSet {
                 }
             }
         });
-        Prefetch {
-            rx: Some(rx),
-            handle: Some(handle),
-        }
+        Prefetch { rx: Some(rx), handle: Some(handle) }
     }
 
     fn load_item(&self, e: &ValEntry, canvas: (usize, usize)) -> Result<(Vec<u8>, ValItem)> {
         let img = decode_rgb8(&e.path)?;
         if img.hw() != e.orig_hw {
-            bail!(
-                "{}: image changed size since the set was loaded",
-                e.path.display()
-            );
+            bail!("{}: image changed size since the set was loaded", e.path.display());
         }
         let resized = load_resize(img, self.options.imgsz);
         let lb = letterbox(&resized, canvas, false);
-        let ratio = (
-            resized.height as f64 / e.orig_hw.0 as f64,
-            resized.width as f64 / e.orig_hw.1 as f64,
-        );
-        let geo = Geometry {
-            resized_hw: resized.hw(),
-            lb_ratio: lb.ratio,
-            pad: lb.pad,
-            canvas,
-            gain: ratio.0,
-            orig_hw: e.orig_hw,
-        };
-        let labels = e
-            .rows
-            .iter()
-            .map(|r| Label {
-                class: r.class,
-                xyxy: geo.round_trip(r.xywhn),
-            })
-            .collect();
-        let item = ValItem {
-            path: e.path.clone(),
-            orig_hw: e.orig_hw,
-            ratio,
-            pad: lb.pad,
-            labels,
-        };
+        let ratio = (resized.height as f64 / e.orig_hw.0 as f64, resized.width as f64 / e.orig_hw.1 as f64);
+        let geo = Geometry { resized_hw: resized.hw(), lb_ratio: lb.ratio, pad: lb.pad, canvas, gain: ratio.0, orig_hw: e.orig_hw };
+        let labels = e.rows.iter().map(|r| Label { class: r.class, xyxy: geo.round_trip(r.xywhn) }).collect();
+        let item = ValItem { path: e.path.clone(), orig_hw: e.orig_hw, ratio, pad: lb.pad, labels };
         Ok((to_chw(&lb.image), item))
     }
 }
@@ -268,10 +211,7 @@ impl Drop for Prefetch {
 }
 
 fn show_paths(p: &[PathBuf]) -> String {
-    p.iter()
-        .map(|x| x.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    p.iter().map(|x| x.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn aspect(e: &ValEntry) -> f64 {
@@ -293,10 +233,7 @@ fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut names: Vec<String> = files
         .into_iter()
         .map(|f| f.to_string_lossy().into_owned())
-        .filter(|s| {
-            s.rsplit_once('.')
-                .is_some_and(|(_, ext)| IMG_FORMATS.contains(&ext.to_lowercase().as_str()))
-        })
+        .filter(|s| s.rsplit_once('.').is_some_and(|(_, ext)| IMG_FORMATS.contains(&ext.to_lowercase().as_str())))
         .collect();
     names.sort();
     names.dedup();
@@ -307,10 +244,7 @@ fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
@@ -325,18 +259,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// A `.txt` image list: `./x` is relative to the list's folder, other relative paths to the cwd (upstream).
 fn read_list(list: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(list)
-        .with_context(|| format!("cannot read image list {}", list.display()))?;
+    let text = std::fs::read_to_string(list).with_context(|| format!("cannot read image list {}", list.display()))?;
     let parent = list.parent().unwrap_or(Path::new(""));
     Ok(text
         .trim()
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .map(|l| {
-            l.strip_prefix("./")
-                .map_or_else(|| PathBuf::from(l), |rest| parent.join(rest))
-        })
+        .map(|l| l.strip_prefix("./").map_or_else(|| PathBuf::from(l), |rest| parent.join(rest)))
         .collect())
 }
 
@@ -345,33 +275,17 @@ fn verify(path: &Path, nc: usize) -> Result<(ValEntry, Vec<String>), String> {
     let corrupt = |why: String| format!("{}: ignoring corrupt image/label: {why}", path.display());
     let img = decode_rgb8(path).map_err(|e| corrupt(e.reason))?;
     if img.width < 10 || img.height < 10 {
-        return Err(corrupt(format!(
-            "image size ({}, {}) <10 pixels",
-            img.width, img.height
-        )));
+        return Err(corrupt(format!("image size ({}, {}) <10 pixels", img.width, img.height)));
     }
     let label_path = label_path_for(path);
-    let file = read_label_file(&label_path, nc)
-        .map_err(|why| corrupt(format!("{}: {why}", label_path.display())))?;
-    let warnings = file
-        .warnings
-        .iter()
-        .map(|w| format!("{}: {w}", label_path.display()))
-        .collect();
-    Ok((
-        ValEntry {
-            path: path.to_path_buf(),
-            orig_hw: img.hw(),
-            rows: file.rows,
-        },
-        warnings,
-    ))
+    let file = read_label_file(&label_path, nc).map_err(|why| corrupt(format!("{}: {why}", label_path.display())))?;
+    let warnings = file.warnings.iter().map(|w| format!("{}: {w}", label_path.display())).collect();
+    Ok((ValEntry { path: path.to_path_buf(), orig_hw: img.hw(), rows: file.rows }, warnings))
 }
 
 /// Rectangular batch shapes (h, w) from the sorted aspect ratios.
 fn rect_shapes(entries: &[ValEntry], o: &ValSetOptions) -> Vec<(usize, usize)> {
-    let to_px =
-        |s: f64| ((s * o.imgsz as f64 / o.stride as f64 + o.pad).ceil() as usize) * o.stride;
+    let to_px = |s: f64| ((s * o.imgsz as f64 / o.stride as f64 + o.pad).ceil() as usize) * o.stride;
     entries
         .chunks(o.batch_size)
         .map(|chunk| {
@@ -399,17 +313,9 @@ fn load_resize(img: RgbImage, imgsz: usize) -> RgbImage {
     }
     // upstream yolov9 `load_image`: cv2.resize(im, (int(w0 * r), int(h0 * r)))
     let (w, h) = ((w0 * r) as usize, (h0 * r) as usize);
-    let interp = if r > 1.0 {
-        Interpolation::Linear
-    } else {
-        Interpolation::Area
-    };
+    let interp = if r > 1.0 { Interpolation::Linear } else { Interpolation::Area };
     let data = resize(&img.data, (img.width, img.height), 3, (w, h), interp);
-    RgbImage {
-        width: w,
-        height: h,
-        data,
-    }
+    RgbImage { width: w, height: h, data }
 }
 
 fn to_chw(img: &RgbImage) -> Vec<u8> {
@@ -441,10 +347,7 @@ impl Geometry {
         let sh = (self.lb_ratio.1 * self.resized_hw.0 as f64) as f32;
         let (pw, ph) = (self.pad.0 as f32, self.pad.1 as f32);
         let (cw, ch) = (self.canvas.1 as f32, self.canvas.0 as f32);
-        let (xmax, ymax) = (
-            (self.canvas.1 as f64 - 1e-3) as f32,
-            (self.canvas.0 as f64 - 1e-3) as f32,
-        );
+        let (xmax, ymax) = ((self.canvas.1 as f64 - 1e-3) as f32, (self.canvas.0 as f64 - 1e-3) as f32);
         let x0 = (sw * (cx - w / 2.0) + pw).clamp(0.0, xmax);
         let y0 = (sh * (cy - h / 2.0) + ph).clamp(0.0, ymax);
         let x1 = (sw * (cx + w / 2.0) + pw).clamp(0.0, xmax);
@@ -452,12 +355,7 @@ impl Geometry {
         let (ncx, ncy) = ((x0 + x1) / 2.0 / cw, (y0 + y1) / 2.0 / ch);
         let (nw, nh) = ((x1 - x0) / cw, (y1 - y0) / ch);
         let (pcx, pcy, pw2, ph2) = (ncx * cw, ncy * ch, nw * cw, nh * ch);
-        let xyxy = [
-            pcx - pw2 / 2.0,
-            pcy - ph2 / 2.0,
-            pcx + pw2 / 2.0,
-            pcy + ph2 / 2.0,
-        ];
+        let xyxy = [pcx - pw2 / 2.0, pcy - ph2 / 2.0, pcx + pw2 / 2.0, pcy + ph2 / 2.0];
         scale_box_to_original(xyxy, self.gain, self.pad, self.orig_hw)
     }
 }
@@ -467,29 +365,14 @@ mod tests {
     use super::*;
 
     fn entry(h: usize, w: usize) -> ValEntry {
-        ValEntry {
-            path: PathBuf::new(),
-            orig_hw: (h, w),
-            rows: vec![],
-        }
+        ValEntry { path: PathBuf::new(), orig_hw: (h, w), rows: vec![] }
     }
 
     #[test]
     fn rect_shapes_follow_extreme_aspect_ratios() {
-        let o = ValSetOptions {
-            imgsz: 320,
-            batch_size: 2,
-            ..Default::default()
-        };
+        let o = ValSetOptions { imgsz: 320, batch_size: 2, ..Default::default() };
         // batch 0: both wide (max h/w 0.75); batch 1: straddles 1; batch 2: both tall (min 1.25)
-        let e = [
-            entry(300, 400),
-            entry(200, 400),
-            entry(400, 400),
-            entry(300, 200),
-            entry(500, 400),
-            entry(600, 400),
-        ];
+        let e = [entry(300, 400), entry(200, 400), entry(400, 400), entry(300, 200), entry(500, 400), entry(600, 400)];
         // 0.75*10+0.5 = 8 -> 256; 1*10+0.5 -> 11 -> 352; 1/1.25*10+0.5 = 8.5 -> 9 -> 288
         assert_eq!(rect_shapes(&e[..2], &o), vec![(256, 352)]);
         assert_eq!(rect_shapes(&e[2..4], &o), vec![(352, 352)]);
@@ -500,33 +383,16 @@ mod tests {
     fn load_resize_truncates_the_short_side_like_upstream_yolov9() {
         // cv2.resize(im, (int(w0 * r), int(h0 * r))): 332 * 256/498 = 170.67 -> 170, and
         // 498 * (256/498) = 255.99999999999997 -> 255 in Python's float64 as here.
-        let img = RgbImage {
-            width: 498,
-            height: 332,
-            data: vec![0; 498 * 332 * 3],
-        };
+        let img = RgbImage { width: 498, height: 332, data: vec![0; 498 * 332 * 3] };
         assert_eq!(load_resize(img, 256).hw(), (170, 255));
     }
 
     #[test]
     fn label_round_trip_matches_numpy_torch_f32() {
         // 508x368 at imgsz 320 -> 320x232, canvas 352x352, pad (16, 60).
-        let geo = Geometry {
-            resized_hw: (232, 320),
-            lb_ratio: (1.0, 1.0),
-            pad: (16.0, 60.0),
-            canvas: (352, 352),
-            gain: 232.0 / 368.0,
-            orig_hw: (368, 508),
-        };
+        let geo = Geometry { resized_hw: (232, 320), lb_ratio: (1.0, 1.0), pad: (16.0, 60.0), canvas: (352, 352), gain: 232.0 / 368.0, orig_hw: (368, 508) };
         // Reference values from numpy 2.4 / torch 2.11 running upstream's formulas in f32.
-        assert_eq!(
-            geo.round_trip([0.251401, 0.566144, 0.085241, 0.101888]),
-            [105.97409, 189.59358, 149.24126, 227.08835]
-        );
-        assert_eq!(
-            geo.round_trip([0.95, 0.5, 0.1, 0.4]),
-            [456.82758, 110.4, 507.58618, 257.59998]
-        );
+        assert_eq!(geo.round_trip([0.251401, 0.566144, 0.085241, 0.101888]), [105.97409, 189.59358, 149.24126, 227.08835]);
+        assert_eq!(geo.round_trip([0.95, 0.5, 0.1, 0.4]), [456.82758, 110.4, 507.58618, 257.59998]);
     }
 }

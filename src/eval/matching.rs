@@ -13,12 +13,7 @@ pub const IOU_THRESHOLDS: [f32; NUM_IOU] = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8
 
 /// Detections mapped from letterboxed to original pixels (scale_boxes + clip).
 pub fn to_original_space(dets: &[Detection], item: &ValItem) -> Vec<Detection> {
-    dets.iter()
-        .map(|d| Detection {
-            xyxy: scale_box_to_original(d.xyxy, item.ratio.0, item.pad, item.orig_hw),
-            ..*d
-        })
-        .collect()
+    dets.iter().map(|d| Detection { xyxy: scale_box_to_original(d.xyxy, item.ratio.0, item.pad, item.orig_hw), ..*d }).collect()
 }
 
 /// Upstream `box_iou` (eps 1e-7 in the union), in f32.
@@ -38,10 +33,7 @@ pub fn process_batch(dets: &[Detection], labels: &[Label]) -> Vec<[bool; NUM_IOU
     if dets.is_empty() || labels.is_empty() {
         return correct;
     }
-    let iou: Vec<Vec<f32>> = labels
-        .iter()
-        .map(|l| dets.iter().map(|d| box_iou(&l.xyxy, &d.xyxy)).collect())
-        .collect();
+    let iou: Vec<Vec<f32>> = labels.iter().map(|l| dets.iter().map(|d| box_iou(&l.xyxy, &d.xyxy)).collect()).collect();
     for (t, &thr) in IOU_THRESHOLDS.iter().enumerate() {
         // (label, detection, iou) in torch.where's row-major order
         let mut matches: Vec<(usize, usize, f32)> = Vec::new();
@@ -73,10 +65,7 @@ fn unique_matches(mut m: Vec<(usize, usize, f32)>) -> Vec<(usize, usize, f32)> {
 }
 
 /// np.unique(keys, return_index=True): the first row of each key, ordered by key.
-fn first_by_key(
-    m: Vec<(usize, usize, f32)>,
-    key: impl Fn(&(usize, usize, f32)) -> usize,
-) -> Vec<(usize, usize, f32)> {
+fn first_by_key(m: Vec<(usize, usize, f32)>, key: impl Fn(&(usize, usize, f32)) -> usize) -> Vec<(usize, usize, f32)> {
     let mut out: Vec<(usize, usize, f32)> = Vec::with_capacity(m.len());
     let mut idx: Vec<usize> = (0..m.len()).collect();
     idx.sort_by_key(|&i| key(&m[i])); // stable: ties keep their first occurrence first
@@ -93,11 +82,7 @@ mod tests {
     use super::*;
 
     fn det(xyxy: [f32; 4], class: usize) -> Detection {
-        Detection {
-            xyxy,
-            conf: 0.5,
-            class,
-        }
+        Detection { xyxy, conf: 0.5, class }
     }
 
     fn lab(xyxy: [f32; 4], class: usize) -> Label {
@@ -106,49 +91,26 @@ mod tests {
 
     #[test]
     fn thresholds_match_torch_linspace_bits() {
-        let bits = [
-            1056964608u32,
-            1057803469,
-            1058642330,
-            1059481190,
-            1060320051,
-            1061158912,
-            1061997773,
-            1062836634,
-            1063675494,
-            1064514355,
-        ];
+        let bits = [1056964608u32, 1057803469, 1058642330, 1059481190, 1060320051, 1061158912, 1061997773, 1062836634, 1063675494, 1064514355];
         assert_eq!(IOU_THRESHOLDS.map(f32::to_bits), bits);
     }
 
     #[test]
     fn box_iou_by_hand() {
         // inter 5*10 = 50, union 100 + 100 - 50 = 150
-        assert_eq!(
-            box_iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]),
-            50.0 / (150.0 + 1e-7)
-        );
+        assert_eq!(box_iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]), 50.0 / (150.0 + 1e-7));
         assert_eq!(box_iou(&[0.0, 0.0, 1.0, 1.0], &[2.0, 2.0, 3.0, 3.0]), 0.0);
         // identical boxes: 100 / (100 + 1e-7) rounds to 1 in f32
-        assert_eq!(
-            box_iou(&[0.0, 0.0, 10.0, 10.0], &[0.0, 0.0, 10.0, 10.0]),
-            1.0
-        );
+        assert_eq!(box_iou(&[0.0, 0.0, 10.0, 10.0], &[0.0, 0.0, 10.0, 10.0]), 1.0);
     }
 
     #[test]
     fn correct_per_threshold_and_class() {
         let labels = [lab([0.0, 0.0, 10.0, 10.0], 0)];
         // IoU 80/100 = 0.8 (box [0,0,10,8]) -> correct for thresholds 0.5..=0.8 (>=)
-        let dets = [
-            det([0.0, 0.0, 10.0, 8.0], 0),
-            det([0.0, 0.0, 10.0, 10.0], 1),
-        ];
+        let dets = [det([0.0, 0.0, 10.0, 8.0], 0), det([0.0, 0.0, 10.0, 10.0], 1)];
         let c = process_batch(&dets, &labels);
-        assert_eq!(
-            c[0],
-            [true, true, true, true, true, true, true, false, false, false]
-        );
+        assert_eq!(c[0], [true, true, true, true, true, true, true, false, false, false]);
         assert_eq!(c[1], [false; 10], "wrong class never matches");
     }
 
@@ -159,14 +121,8 @@ mod tests {
         let labels = [lab([0.0, 0.0, 10.0, 10.0], 0)];
         let dets = [det([0.0, 0.0, 10.0, 6.0], 0), det([0.0, 0.0, 10.0, 9.0], 0)];
         let c = process_batch(&dets, &labels);
-        assert_eq!(
-            c[0],
-            [true, true, true, false, false, false, false, false, false, false]
-        );
-        assert_eq!(
-            c[1],
-            [false, false, false, true, true, true, true, true, true, false]
-        );
+        assert_eq!(c[0], [true, true, true, false, false, false, false, false, false, false]);
+        assert_eq!(c[1], [false, false, false, true, true, true, true, true, true, false]);
     }
 
     #[test]
@@ -174,14 +130,8 @@ mod tests {
         // d0 has IoU 0.6 with both labels (75 / 125, a tie); d1 overlaps only l1 (IoU 0.7).
         // Reversing the stable IoU sort puts (l1, d0) before (l0, d0), so d0 takes l1
         // and d1 is left without a label at 0.5 (the other tie order would match both).
-        let labels = [
-            lab([0.0, 0.0, 10.0, 10.0], 0),
-            lab([0.0, 5.0, 10.0, 15.0], 0),
-        ];
-        let dets = [
-            det([0.0, 2.5, 10.0, 12.5], 0),
-            det([0.0, 8.0, 10.0, 15.0], 0),
-        ];
+        let labels = [lab([0.0, 0.0, 10.0, 10.0], 0), lab([0.0, 5.0, 10.0, 15.0], 0)];
+        let dets = [det([0.0, 2.5, 10.0, 12.5], 0), det([0.0, 8.0, 10.0, 15.0], 0)];
         let c = process_batch(&dets, &labels);
         assert!(c[0][0] && !c[1][0]);
         // at 0.65 and 0.7 only d1 qualifies
@@ -191,10 +141,7 @@ mod tests {
     #[test]
     fn tie_between_detections_goes_to_the_first() {
         let labels = [lab([0.0, 0.0, 10.0, 10.0], 0)];
-        let dets = [
-            det([0.0, 0.0, 10.0, 7.0], 0),
-            det([0.0, 3.0, 10.0, 10.0], 0),
-        ];
+        let dets = [det([0.0, 0.0, 10.0, 7.0], 0), det([0.0, 3.0, 10.0, 10.0], 0)];
         let c = process_batch(&dets, &labels);
         assert!(c[0][0] && !c[1][0]);
     }
@@ -202,9 +149,6 @@ mod tests {
     #[test]
     fn empty_inputs() {
         assert!(process_batch(&[], &[lab([0.0, 0.0, 1.0, 1.0], 0)]).is_empty());
-        assert_eq!(
-            process_batch(&[det([0.0, 0.0, 1.0, 1.0], 0)], &[]),
-            vec![[false; 10]]
-        );
+        assert_eq!(process_batch(&[det([0.0, 0.0, 1.0, 1.0], 0)], &[]), vec![[false; 10]]);
     }
 }

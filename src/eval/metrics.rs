@@ -46,12 +46,7 @@ impl EvalStats {
                 nt[c] += 1;
             }
         }
-        let mut m = ValMetrics {
-            names_count: names.len(),
-            images: self.seen,
-            instances: nt.iter().sum(),
-            ..Default::default()
-        };
+        let mut m = ValMetrics { names_count: names.len(), images: self.seen, instances: nt.iter().sum(), ..Default::default() };
         if !self.correct.iter().any(|r| r.iter().any(|&b| b)) {
             return m; // upstream skips the metrics when nothing is correct
         }
@@ -110,37 +105,14 @@ pub struct ValMetrics {
 impl fmt::Display for ValMetrics {
     /// val.py's table: header, `all`, then one row per labelled class when nc > 1.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
-            "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95"
-        )?;
+        writeln!(f, "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}", "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, n: usize, i: usize, v: [f64; 4]| {
-            writeln!(
-                f,
-                "{name:>22}{n:>11}{i:>11}{:>11}{:>11}{:>11}{:>11}",
-                fmt_g3(v[0]),
-                fmt_g3(v[1]),
-                fmt_g3(v[2]),
-                fmt_g3(v[3])
-            )
+            writeln!(f, "{name:>22}{n:>11}{i:>11}{:>11}{:>11}{:>11}{:>11}", fmt_g3(v[0]), fmt_g3(v[1]), fmt_g3(v[2]), fmt_g3(v[3]))
         };
-        row(
-            f,
-            "all",
-            self.images,
-            self.instances,
-            [self.precision, self.recall, self.map50, self.map],
-        )?;
+        row(f, "all", self.images, self.instances, [self.precision, self.recall, self.map50, self.map])?;
         if self.names_count > 1 {
             for c in &self.per_class {
-                row(
-                    f,
-                    &c.name,
-                    c.images,
-                    c.instances,
-                    [c.precision, c.recall, c.map50, c.map],
-                )?;
+                row(f, &c.name, c.images, c.instances, [c.precision, c.recall, c.map50, c.map])?;
             }
         }
         Ok(())
@@ -163,11 +135,7 @@ pub fn fmt_g3(v: f64) -> String {
             s
         }
     } else {
-        let m = if mant.contains('.') {
-            mant.trim_end_matches('0').trim_end_matches('.')
-        } else {
-            mant
-        };
+        let m = if mant.contains('.') { mant.trim_end_matches('0').trim_end_matches('.') } else { mant };
         format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     }
 }
@@ -189,19 +157,12 @@ pub struct ApPerClass {
 /// numpy's linspace(0, 1, n): i * (1 / (n - 1)), last point exactly 1.
 fn unit_linspace(n: usize) -> Vec<f64> {
     let step = 1.0 / (n - 1) as f64;
-    (0..n)
-        .map(|i| if i == n - 1 { 1.0 } else { i as f64 * step })
-        .collect()
+    (0..n).map(|i| if i == n - 1 { 1.0 } else { i as f64 * step }).collect()
 }
 
 /// Upstream `ap_per_class` (eps 1e-16). Detections are ordered by descending
 /// confidence with a stable sort (numpy's quicksort may order exact ties differently).
-pub fn ap_per_class(
-    tp: &[[bool; NUM_IOU]],
-    conf: &[f32],
-    pred_cls: &[usize],
-    target_cls: &[usize],
-) -> ApPerClass {
+pub fn ap_per_class(tp: &[[bool; NUM_IOU]], conf: &[f32], pred_cls: &[usize], target_cls: &[usize]) -> ApPerClass {
     let mut order: Vec<usize> = (0..conf.len()).collect();
     order.sort_by(|&a, &b| conf[b].total_cmp(&conf[a]));
     let mut classes = target_cls.to_vec();
@@ -212,11 +173,7 @@ pub fn ap_per_class(
     let (mut p_curves, mut r_curves, mut aps) = (Vec::new(), Vec::new(), Vec::new());
     for &c in &classes {
         let n_l = target_cls.iter().filter(|&&t| t == c).count();
-        let idx: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| pred_cls[i] == c)
-            .collect();
+        let idx: Vec<usize> = order.iter().copied().filter(|&i| pred_cls[i] == c).collect();
         if idx.is_empty() {
             p_curves.push(vec![0.0; px.len()]);
             r_curves.push(vec![0.0; px.len()]);
@@ -227,23 +184,10 @@ pub fn ap_per_class(
         let (recall, precision) = pr_curves(tp, &idx, n_l);
         r_curves.push(interp(&neg_px, &neg_conf, &recall[0], 0.0));
         p_curves.push(interp(&neg_px, &neg_conf, &precision[0], 1.0));
-        aps.push(std::array::from_fn(|j| {
-            compute_ap(&recall[j], &precision[j])
-        }));
+        aps.push(std::array::from_fn(|j| compute_ap(&recall[j], &precision[j])));
     }
-    let f1_curves: Vec<Vec<f64>> = p_curves
-        .iter()
-        .zip(&r_curves)
-        .map(|(p, r)| {
-            p.iter()
-                .zip(r)
-                .map(|(p, r)| 2.0 * p * r / (p + r + 1e-16))
-                .collect()
-        })
-        .collect();
-    let mean_f1: Vec<f64> = (0..px.len())
-        .map(|k| f1_curves.iter().map(|f| f[k]).sum::<f64>() / classes.len() as f64)
-        .collect();
+    let f1_curves: Vec<Vec<f64>> = p_curves.iter().zip(&r_curves).map(|(p, r)| p.iter().zip(r).map(|(p, r)| 2.0 * p * r / (p + r + 1e-16)).collect()).collect();
+    let mean_f1: Vec<f64> = (0..px.len()).map(|k| f1_curves.iter().map(|f| f[k]).sum::<f64>() / classes.len() as f64).collect();
     let best = argmax(&smooth(&mean_f1, 0.1));
     ApPerClass {
         p: p_curves.iter().map(|c| c[best]).collect(),
@@ -257,12 +201,8 @@ pub fn ap_per_class(
 /// Recall and precision after each detection (in `idx` order), per IoU threshold.
 fn pr_curves(tp: &[[bool; NUM_IOU]], idx: &[usize], n_l: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let n_l = n_l as f64 + 1e-16;
-    let mut recall: Vec<Vec<f64>> = (0..NUM_IOU)
-        .map(|_| Vec::with_capacity(idx.len()))
-        .collect();
-    let mut precision: Vec<Vec<f64>> = (0..NUM_IOU)
-        .map(|_| Vec::with_capacity(idx.len()))
-        .collect();
+    let mut recall: Vec<Vec<f64>> = (0..NUM_IOU).map(|_| Vec::with_capacity(idx.len())).collect();
+    let mut precision: Vec<Vec<f64>> = (0..NUM_IOU).map(|_| Vec::with_capacity(idx.len())).collect();
     for j in 0..NUM_IOU {
         let mut tpc = 0u64;
         for (k, &i) in idx.iter().enumerate() {
@@ -277,39 +217,26 @@ fn pr_curves(tp: &[[bool; NUM_IOU]], idx: &[usize], n_l: usize) -> (Vec<Vec<f64>
 
 /// Upstream `compute_ap`: precision envelope, 101-point interpolation, trapezoid rule.
 pub fn compute_ap(recall: &[f64], precision: &[f64]) -> f64 {
-    let mrec: Vec<f64> = std::iter::once(0.0)
-        .chain(recall.iter().copied())
-        .chain(std::iter::once(1.0))
-        .collect();
-    let mut mpre: Vec<f64> = std::iter::once(1.0)
-        .chain(precision.iter().copied())
-        .chain(std::iter::once(0.0))
-        .collect();
+    let mrec: Vec<f64> = std::iter::once(0.0).chain(recall.iter().copied()).chain(std::iter::once(1.0)).collect();
+    let mut mpre: Vec<f64> = std::iter::once(1.0).chain(precision.iter().copied()).chain(std::iter::once(0.0)).collect();
     for i in (0..mpre.len() - 1).rev() {
         mpre[i] = mpre[i].max(mpre[i + 1]);
     }
     let x = unit_linspace(101);
     let last = *mpre.last().unwrap();
-    let y: Vec<f64> = x
-        .iter()
-        .map(|&v| interp_one(v, &mrec, &mpre, mpre[0], last))
-        .collect();
+    let y: Vec<f64> = x.iter().map(|&v| interp_one(v, &mrec, &mpre, mpre[0], last)).collect();
     trapz(&y, &x)
 }
 
 /// np.trapz: sum of (x[i+1] - x[i]) * (y[i+1] + y[i]) / 2.
 fn trapz(y: &[f64], x: &[f64]) -> f64 {
-    (1..y.len())
-        .map(|i| (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0)
-        .sum()
+    (1..y.len()).map(|i| (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0).sum()
 }
 
 /// np.interp with `left` given and `right` = last fp; `xp` must be non-decreasing.
 fn interp(x: &[f64], xp: &[f64], fp: &[f64], left: f64) -> Vec<f64> {
     let right = *fp.last().unwrap();
-    x.iter()
-        .map(|&v| interp_one(v, xp, fp, left, right))
-        .collect()
+    x.iter().map(|&v| interp_one(v, xp, fp, left, right)).collect()
 }
 
 /// One np.interp point: j is the last index with xp[j] <= v (numpy's binary search).
@@ -337,16 +264,12 @@ pub fn smooth(y: &[f64], f: f64) -> Vec<f64> {
     yp.extend_from_slice(y);
     yp.extend(std::iter::repeat_n(y[y.len() - 1], half));
     let k = 1.0 / nf as f64;
-    yp.windows(nf)
-        .map(|w| w.iter().map(|v| v * k).sum())
-        .collect()
+    yp.windows(nf).map(|w| w.iter().map(|v| v * k).sum()).collect()
 }
 
 /// Index of the first maximum (np.argmax).
 fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
 }
 
 #[cfg(test)]
@@ -366,10 +289,7 @@ mod tests {
         assert!(close(compute_ap(&[1.0], &[1.0]), 0.995));
         // Hit then miss, two labels: envelope 1 on [0, 0.5), 0.5 at 0.5 (last equal xp),
         // then linear to 0 at 1: 0.495 - 0.0025 + (0.5*0.5/2 = 0.125) + ... = 0.6225.
-        assert!(close(
-            compute_ap(&[0.5, 0.5], &[1.0, 0.5]),
-            0.6224999999999999
-        ));
+        assert!(close(compute_ap(&[0.5, 0.5], &[1.0, 0.5]), 0.6224999999999999));
         // Miss then hit, one label: envelope 0.5 from recall 0 to 1, 0 at 1 -> 0.4975.
         assert!(close(compute_ap(&[0.0, 1.0], &[0.0, 0.5]), 0.4975));
     }
@@ -408,29 +328,16 @@ mod tests {
         assert_eq!(a.ap[1], [0.0; NUM_IOU]);
         // P/R where the smoothed mean F1 peaks (a point on the interpolated P curve
         // between the two confidences); numpy gives the same.
-        assert!(
-            close(a.p[0], 0.7492492787830924) && close(a.r[0], 0.5),
-            "{a:?}"
-        );
+        assert!(close(a.p[0], 0.7492492787830924) && close(a.r[0], 0.5), "{a:?}");
         assert_eq!((a.p[1], a.r[1]), (0.0, 0.0));
     }
 
     #[test]
     fn finish_mirrors_val_py() {
         let mut s = EvalStats::default();
-        let d = Detection {
-            xyxy: [0.0, 0.0, 1.0, 1.0],
-            conf: 0.9,
-            class: 0,
-        };
-        let l0 = Label {
-            class: 0,
-            xyxy: [0.0, 0.0, 1.0, 1.0],
-        };
-        let l1 = Label {
-            class: 1,
-            xyxy: [0.0, 0.0, 1.0, 1.0],
-        };
+        let d = Detection { xyxy: [0.0, 0.0, 1.0, 1.0], conf: 0.9, class: 0 };
+        let l0 = Label { class: 0, xyxy: [0.0, 0.0, 1.0, 1.0] };
+        let l1 = Label { class: 1, xyxy: [0.0, 0.0, 1.0, 1.0] };
         s.add_image(&[d], &[[true; NUM_IOU]], &[l0]);
         s.add_image(&[], &[], &[l1]);
         s.add_image(&[], &[], &[]);
@@ -439,13 +346,7 @@ mod tests {
         assert_eq!((m.images, m.instances), (3, 2));
         // class a: AP 0.995, class b (labels, no predictions): 0
         assert!(close(m.map50, 0.4975) && close(m.map, 0.4975));
-        assert_eq!(
-            m.per_class
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>(),
-            vec!["a", "b"]
-        );
+        assert_eq!(m.per_class.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
         let table = m.to_string();
         assert_eq!(table.lines().next().unwrap(), "                 Class     Images  Instances          P          R      mAP50   mAP50-95");
         assert_eq!(table.lines().nth(2).unwrap(), "                     a          3          1          1          1      0.995      0.995");
@@ -454,38 +355,15 @@ mod tests {
     #[test]
     fn nothing_correct_gives_zeros() {
         let mut s = EvalStats::default();
-        let d = Detection {
-            xyxy: [0.0, 0.0, 1.0, 1.0],
-            conf: 0.9,
-            class: 0,
-        };
-        s.add_image(
-            &[d],
-            &[[false; NUM_IOU]],
-            &[Label {
-                class: 0,
-                xyxy: [5.0, 5.0, 6.0, 6.0],
-            }],
-        );
+        let d = Detection { xyxy: [0.0, 0.0, 1.0, 1.0], conf: 0.9, class: 0 };
+        s.add_image(&[d], &[[false; NUM_IOU]], &[Label { class: 0, xyxy: [5.0, 5.0, 6.0, 6.0] }]);
         let m = s.finish(&["a".to_string()]);
-        assert_eq!(
-            (m.precision, m.recall, m.map50, m.map, m.per_class.len()),
-            (0.0, 0.0, 0.0, 0.0, 0)
-        );
+        assert_eq!((m.precision, m.recall, m.map50, m.map, m.per_class.len()), (0.0, 0.0, 0.0, 0.0, 0));
     }
 
     #[test]
     fn g3_formatting() {
-        for (v, s) in [
-            (0.8813, "0.881"),
-            (0.0, "0"),
-            (1.0, "1"),
-            (0.5, "0.5"),
-            (0.000123456, "0.000123"),
-            (1.2e-5, "1.2e-05"),
-            (0.07, "0.07"),
-            (0.9995, "1"),
-        ] {
+        for (v, s) in [(0.8813, "0.881"), (0.0, "0"), (1.0, "1"), (0.5, "0.5"), (0.000123456, "0.000123"), (1.2e-5, "1.2e-05"), (0.07, "0.07"), (0.9995, "1")] {
             assert_eq!(fmt_g3(v), s, "{v}");
         }
     }

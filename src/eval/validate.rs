@@ -115,10 +115,7 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
     for batch in set.prefetch(4) {
         let batch: ValBatch = batch?;
         let t0 = Instant::now();
-        let x = Tensor::from_slice(&batch.images)
-            .view([batch.batch as i64, 3, batch.height as i64, batch.width as i64])
-            .to_device(opts.device)
-            .to_kind(kind)
+        let x = Tensor::from_slice(&batch.images).view([batch.batch as i64, 3, batch.height as i64, batch.width as i64]).to_device(opts.device).to_kind(kind)
             / 255.0;
         let t1 = sync(opts.device, t0, &mut t_pre);
         let out = m.infer(&x)?;

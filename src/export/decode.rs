@@ -13,7 +13,15 @@ use crate::model::graph::{Detect, Node};
 use anyhow::Result;
 use tch::{Device, Kind};
 
-pub fn decode(g: &mut OnnxGraph, node: &Node, d: &Detect, maps: &[String], level_sizes: Option<&[(i64, i64)]>, qdq: &mut QdqEmitter, out: String) -> Result<String> {
+pub fn decode(
+    g: &mut OnnxGraph,
+    node: &Node,
+    d: &Detect,
+    maps: &[String],
+    level_sizes: Option<&[(i64, i64)]>,
+    qdq: &mut QdqEmitter,
+    out: String,
+) -> Result<String> {
     let p = node.name.as_str();
     let no = 4 * d.reg_max + d.nc;
     let flat_shape = g.const_i64(&[0, no, -1]);

@@ -93,7 +93,12 @@ fn lower_node(g: &mut OnnxGraph, graph: &Graph, node: &Node, xs: &[String], plan
             "MaxPool",
             name,
             &[x],
-            vec![("kernel_shape", Attr::Ints(vec![*kernel; 2])), ("strides", Attr::Ints(vec![*stride; 2])), ("pads", pads(*padding)), ("ceil_mode", Attr::Int(0))],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![*kernel; 2])),
+                ("strides", Attr::Ints(vec![*stride; 2])),
+                ("pads", pads(*padding)),
+                ("ceil_mode", Attr::Int(0)),
+            ],
         )],
         Op::AvgPool { kernel, stride, padding } => vec![g.node(
             "AveragePool",
@@ -153,11 +158,7 @@ fn lower_node(g: &mut OnnxGraph, graph: &Graph, node: &Node, xs: &[String], plan
 }
 
 fn resize_attrs() -> Vec<(&'static str, Attr)> {
-    vec![
-        ("mode", Attr::Str("nearest".into())),
-        ("coordinate_transformation_mode", Attr::Str("asymmetric".into())),
-        ("nearest_mode", Attr::Str("floor".into())),
-    ]
+    vec![("mode", Attr::Str("nearest".into())), ("coordinate_transformation_mode", Attr::Str("asymmetric".into())), ("nearest_mode", Attr::Str("floor".into()))]
 }
 
 fn conv(g: &mut OnnxGraph, node: &Node, c: &Conv2d, x: &str, qdq: &mut QdqEmitter) -> Result<String> {

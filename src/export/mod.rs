@@ -132,7 +132,16 @@ pub struct ExportReport {
 
 impl fmt::Display for ExportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "exported {} ({:.1} MB): opset {}, IR version {}, {} nodes, {} initializers", self.path.display(), self.bytes as f64 / 1e6, self.opset, self.ir_version, self.nodes, self.initializers)?;
+        writeln!(
+            f,
+            "exported {} ({:.1} MB): opset {}, IR version {}, {} nodes, {} initializers",
+            self.path.display(),
+            self.bytes as f64 / 1e6,
+            self.opset,
+            self.ir_version,
+            self.nodes,
+            self.initializers
+        )?;
         writeln!(f, "  input  {}", self.input)?;
         for o in &self.outputs {
             writeln!(f, "  output {o}")?;
@@ -146,7 +155,13 @@ impl fmt::Display for ExportReport {
             )?;
             if !q.uncalibrated.is_empty() {
                 let shown: Vec<&str> = q.uncalibrated.iter().take(5).map(String::as_str).collect();
-                writeln!(f, "  warning: {} enabled quantizers have no amax (uncalibrated), left in floating point: {}{}", q.uncalibrated.len(), shown.join(", "), if q.uncalibrated.len() > 5 { ", …" } else { "" })?;
+                writeln!(
+                    f,
+                    "  warning: {} enabled quantizers have no amax (uncalibrated), left in floating point: {}{}",
+                    q.uncalibrated.len(),
+                    shown.join(", "),
+                    if q.uncalibrated.len() > 5 { ", …" } else { "" }
+                )?;
             }
         } else {
             writeln!(f, "  floating point (the model has no quantizers)")?;

@@ -9,8 +9,7 @@ use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::type_proto;
 use onnx_protobuf::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{EnumOrUnknown, MessageField};
 use std::collections::{HashMap, HashSet};
@@ -294,7 +293,11 @@ pub fn value_info(name: &str, elem: Elem, dims: &[Dim]) -> ValueInfoProto {
         })
         .collect();
     let tensor = type_proto::Tensor { elem_type: elem.code(), shape: MessageField::some(TensorShapeProto { dim, ..Default::default() }), ..Default::default() };
-    ValueInfoProto { name: name.to_string(), type_: MessageField::some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }), ..Default::default() }
+    ValueInfoProto {
+        name: name.to_string(),
+        type_: MessageField::some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),
+        ..Default::default()
+    }
 }
 
 /// Reads a node attribute as an int.

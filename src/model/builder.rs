@@ -52,7 +52,15 @@ impl<'a> Builder<'a> {
         self.nodes.push(Node { op, inputs, outputs, layer: self.layer, name: name.to_string(), quant });
     }
 
-    fn emit_conv(&mut self, name: &str, prefix: String, x: ValueId, geom: ConvGeom, (weight, bias): (tch::Tensor, Option<tch::Tensor>), act: Activation) -> ValueId {
+    fn emit_conv(
+        &mut self,
+        name: &str,
+        prefix: String,
+        x: ValueId,
+        geom: ConvGeom,
+        (weight, bias): (tch::Tensor, Option<tch::Tensor>),
+        act: Activation,
+    ) -> ValueId {
         let stride = self.value_stride[x] * geom.s;
         let y = self.new_value(geom.c2, stride);
         let conv = Conv2d { prefix, weight, bias, stride: geom.s, padding: geom.p.unwrap_or(geom.k / 2), groups: geom.g, dilation: 1, act };

@@ -93,15 +93,7 @@ impl ModelConfig {
                 layers.push(parse_row(row, nc).with_context(|| format!("{part} row {i}"))?);
             }
         }
-        Ok(ModelConfig {
-            nc,
-            depth_multiple: num("depth_multiple", 1.0),
-            width_multiple: num("width_multiple", 1.0),
-            anchors,
-            activation,
-            layers,
-            raw,
-        })
+        Ok(ModelConfig { nc, depth_multiple: num("depth_multiple", 1.0), width_multiple: num("width_multiple", 1.0), anchors, activation, layers, raw })
     }
 
     /// The yaml with `nc` replaced, as upstream does when the data set has another class count.

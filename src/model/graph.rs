@@ -47,14 +47,26 @@ pub struct Detect {
 #[derive(Debug)]
 pub enum Op {
     Conv(Conv2d),
-    MaxPool { kernel: i64, stride: i64, padding: i64 },
-    AvgPool { kernel: i64, stride: i64, padding: i64 },
-    Upsample { scale: i64 },
+    MaxPool {
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+    },
+    AvgPool {
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+    },
+    Upsample {
+        scale: i64,
+    },
     /// Nearest resize of input 0 to the spatial size of input 1 (CBFuse).
     ResizeLike,
     Concat,
     /// Split along channels into consecutive parts.
-    Split { sizes: Vec<i64> },
+    Split {
+        sizes: Vec<i64>,
+    },
     /// Element-wise sum of all inputs.
     Add,
     Detect(Detect),
@@ -189,7 +201,18 @@ impl Graph {
 
     /// A deep copy (own storage), e.g. the teacher of QAT.
     pub fn deep_clone(&self) -> Graph {
-        let nodes = self.nodes.iter().map(|n| Node { op: clone_op(&n.op), inputs: n.inputs.clone(), outputs: n.outputs.clone(), layer: n.layer, name: n.name.clone(), quant: n.quant.clone() }).collect();
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| Node {
+                op: clone_op(&n.op),
+                inputs: n.inputs.clone(),
+                outputs: n.outputs.clone(),
+                layer: n.layer,
+                name: n.name.clone(),
+                quant: n.quant.clone(),
+            })
+            .collect();
         Graph {
             nodes,
             num_values: self.num_values,

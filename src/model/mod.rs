@@ -3,8 +3,8 @@
 pub mod blocks;
 pub mod builder;
 pub mod config;
-pub mod detector;
 pub mod detect;
+pub mod detector;
 pub mod forward;
 pub mod graph;
 pub mod info;

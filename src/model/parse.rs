@@ -17,12 +17,8 @@ pub fn build(cfg: &ModelConfig, src: &mut dyn WeightSource) -> Result<Graph> {
     for (i, spec) in cfg.layers.iter().enumerate() {
         b.layer = i;
         let name = format!("model.{i}");
-        let from: Vec<Vec<ValueId>> = spec
-            .from
-            .iter()
-            .map(|&f| resolve_from(&layers, input, i, f))
-            .collect::<Result<_>>()
-            .with_context(|| format!("layer {i} ({})", spec.module))?;
+        let from: Vec<Vec<ValueId>> =
+            spec.from.iter().map(|&f| resolve_from(&layers, input, i, f)).collect::<Result<_>>().with_context(|| format!("layer {i} ({})", spec.module))?;
         if spec.repeats != 1 && !matches!(spec.module.as_str(), "Concat" | "nn.Upsample" | "Silence") {
             bail!("layer {i} ({}): repeat count {} is not supported", spec.module, spec.repeats);
         }

@@ -155,11 +155,10 @@ impl Qat {
         let saved: Vec<Tensor> = state.iter().map(Tensor::copy).collect();
         let x_static = x.copy();
         // A libtorch error while recording (an op that syncs with the host) panics in tch.
-        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, device)))
-            .unwrap_or_else(|p| {
-                let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic");
-                Err(anyhow::anyhow!("{}", crate::util::torch_error_line(msg)))
-            });
+        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, device))).unwrap_or_else(|p| {
+            let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic");
+            Err(anyhow::anyhow!("{}", crate::util::torch_error_line(msg)))
+        });
         // Whether or not the capture worked, the warm-up steps are undone.
         tch::no_grad(|| {
             for (t, s) in state.iter().zip(&saved) {

@@ -20,7 +20,12 @@ pub struct QuantState {
 
 impl QuantState {
     pub fn deep_clone(&self) -> QuantState {
-        QuantState { table: self.table.deep_clone(), groups: self.groups.clone(), calib_method: self.calib_method.clone(), skip_layers: self.skip_layers.clone() }
+        QuantState {
+            table: self.table.deep_clone(),
+            groups: self.groups.clone(),
+            calib_method: self.calib_method.clone(),
+            skip_layers: self.skip_layers.clone(),
+        }
     }
 }
 
@@ -63,10 +68,8 @@ fn places(graph: &Graph) -> Vec<(usize, String, Slot)> {
 
 /// Metadata and `quant.I.amax` tensors for a checkpoint.
 pub fn to_meta(graph: &Graph, state: &QuantState) -> (QuantMeta, Vec<(String, Tensor)>) {
-    let slots = places(graph)
-        .into_iter()
-        .map(|(i, place, s)| SlotMeta { node: graph.nodes[i].name.clone(), place, quant: s.quant, enabled: s.enabled })
-        .collect();
+    let slots =
+        places(graph).into_iter().map(|(i, place, s)| SlotMeta { node: graph.nodes[i].name.clone(), place, quant: s.quant, enabled: s.enabled }).collect();
     let quantizers = state.table.quantizers.iter().map(|q| QuantizerMeta { label: q.label.clone(), per_channel: q.per_channel }).collect();
     let tensors = state
         .table
