@@ -7,9 +7,6 @@ use yolo_qat_fuzz::checkpoint::upstream::read_upstream_bytes;
 fuzz_target!(|data: &[u8]| {
     if let Err(e) = read_upstream_bytes("fuzz.pt", data) {
         let msg = e.to_string();
-        assert!(
-            msg.starts_with("fuzz.pt: ") && !msg.contains('\n'),
-            "{msg:?}"
-        );
+        assert!(msg.starts_with("fuzz.pt: ") && !msg.contains('\n'), "{msg:?}");
     }
 });
