@@ -58,6 +58,26 @@ pub unsafe fn take_c_message(err: *mut std::ffi::c_char) -> Option<String> {
     Some(msg)
 }
 
+thread_local! {
+    /// Set while a panic will be turned into an error by the caller (the hook stays quiet).
+    pub static PANIC_IS_HANDLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning libtorch's CUDA out-of-memory panic into an error that says what to do.
+pub fn catch_oom<T>(f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    PANIC_IS_HANDLED.with(|h| h.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    PANIC_IS_HANDLED.with(|h| h.set(false));
+    r.map_err(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        if msg.contains("out of memory") {
+            anyhow::anyhow!("CUDA out of memory: try a smaller --batch-size")
+        } else {
+            anyhow::anyhow!("libtorch error: {}", torch_error_line(&msg))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -133,7 +133,7 @@ fn two_qat_steps_lower_the_loss() {
     assert!(first > 0.0, "fake quantization changes the layer outputs");
     assert!(third < first, "loss {first} -> {third}");
     // CUDA graphs are for CUDA tensors: on the CPU a clear error, and eager steps go on.
-    let err = qat.capture(&mut m, &x).unwrap_err().to_string();
+    let err = qat.capture(&mut m, &x, None).unwrap_err().to_string();
     assert!(err.contains("CUDA"), "{err}");
     assert!(qat.step(&mut m, &x, 1e-4).double_value(&[]) > 0.0);
 }
@@ -175,7 +175,7 @@ fn learned_amax_moves_the_ranges_and_lowers_the_loss() {
     let losses: Vec<f64> = (0..4).map(|_| qat.step(&mut m, &x, 1e-5).double_value(&[])).collect();
     assert!(losses[3] < losses[0], "loss {losses:?}");
     assert_eq!(amax_of(&m), before, "the table changes only on write-back");
-    qat.write_back_amax(&mut m);
+    qat.bind_for_eval(&mut m);
     let after = amax_of(&m);
     let t = &m.quant.as_ref().unwrap().table;
     let mut moved = 0;

@@ -4,9 +4,9 @@
 
 use super::common::train_loader;
 use super::parse_device;
-use super::quantize::batch_tensor;
+use crate::quant::train::images_to_tensor;
 use crate::checkpoint::load::{load, random};
-use crate::cli::quantize::catch_oom;
+use crate::util::catch_oom;
 use crate::cuda::memory::PeakMemory;
 use crate::data::config::DataConfig;
 use crate::model::detector::Detector;
@@ -128,7 +128,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let t = Instant::now();
     let calib_s = match &loader {
         Some(l) => {
-            calibrate(m, l.iter_forever(0).take(a.calib_batches).map(|b| batch_tensor(&b.images, b.batch, b.size, b.size, device)), CalibMethod::Mse)?;
+            calibrate(m, l.iter_forever(0).take(a.calib_batches).map(|b| images_to_tensor(&b.images, b.batch, b.size, b.size, device)), CalibMethod::Mse)?;
             t.elapsed().as_secs_f64()
         }
         None => {
@@ -141,7 +141,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let mut graphed = false;
     if device.is_cuda() && !a.no_cuda_graph {
         let t = Instant::now();
-        catch_oom(|| qat.capture(m, x))??;
+        catch_oom(|| qat.capture(m, x, None))??;
         graphed = true;
         eprintln!("captured the QAT step as a CUDA graph in {:.1} s", t.elapsed().as_secs_f64());
     }
@@ -165,7 +165,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         let t = Instant::now();
         let mut n = 0;
         for b in l.iter_forever(1).take(a.iters) {
-            let xb = batch_tensor(&b.images, b.batch, b.size, b.size, device);
+            let xb = images_to_tensor(&b.images, b.batch, b.size, b.size, device);
             let _ = qat.step(m, &xb, 1e-6);
             n += b.batch;
         }

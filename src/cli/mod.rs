@@ -9,6 +9,7 @@ mod forward;
 mod info;
 mod onnx_eval;
 mod quantize;
+mod quantize_args;
 mod reparameterize;
 mod sensitive;
 
@@ -34,7 +35,7 @@ enum Command {
     /// mAP exactly as upstream val.py computes it (any checkpoint, or an exported .onnx).
     Eval(eval::Args),
     /// PTQ calibration then QAT finetuning, evaluating and saving after each stage.
-    Quantize(quantize::Args),
+    Quantize(Box<quantize::Args>),
     /// Per-layer sensitivity to INT8: PTQ AP with each layer alone kept in floating point.
     Sensitive(sensitive::Args),
     /// Speed and memory figures (docs/perf.md): `bench qat` or `bench infer`.
@@ -47,7 +48,7 @@ enum Command {
 pub fn main() -> i32 {
     // libtorch reports failures by panicking inside tch; say it on one line, no backtrace.
     std::panic::set_hook(Box::new(|info| {
-        if quantize::PANIC_IS_HANDLED.with(|h| h.get()) {
+        if crate::util::PANIC_IS_HANDLED.with(|h| h.get()) {
             return;
         }
         let msg = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
@@ -60,7 +61,7 @@ pub fn main() -> i32 {
         Command::Reparameterize(a) => reparameterize::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Eval(a) => eval::run(a),
-        Command::Quantize(a) => quantize::run(a),
+        Command::Quantize(a) => quantize::run(*a),
         Command::Sensitive(a) => sensitive::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),

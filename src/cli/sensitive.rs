@@ -2,7 +2,7 @@
 
 use super::common::{eval_set, open_fp, train_loader};
 use super::parse_device;
-use super::quantize::batch_tensor;
+use crate::quant::train::images_to_tensor;
 use crate::eval::validate::{evaluate, EvalOptions};
 use crate::quant::calibrate::{calibrate, prepare_with, PrepareOptions};
 use crate::quant::sensitivity::analyze;
@@ -66,7 +66,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     model.to(device, Kind::Float);
     prepare_with(&mut model, &PrepareOptions { ties, dfl_unit_range: !a.calibrate_dfl, ..PrepareOptions::new(method) })?;
-    let batches = loader.iter_forever(0).take(a.calib_batches).map(|b| batch_tensor(&b.images, b.batch, b.size, b.size, device));
+    let batches = loader.iter_forever(0).take(a.calib_batches).map(|b| images_to_tensor(&b.images, b.batch, b.size, b.size, device));
     calibrate(&mut model, batches, method)?;
     let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device);
     opts.progress = false;

@@ -58,7 +58,13 @@ impl LearnedAmax {
 
     /// Writes the learned values into the table (for evaluation, checkpoints and export).
     pub fn write_back(&self, table: &mut QuantTable) {
-        let amax = self.log_amax.detach().exp();
+        self.write_back_from(&self.log_amax, table);
+    }
+
+    /// Like [`LearnedAmax::write_back`], from another log-amax laid out like this one's
+    /// (e.g. its moving average).
+    pub fn write_back_from(&self, log_amax: &Tensor, table: &mut QuantTable) {
+        let amax = log_amax.detach().exp();
         for (q, i) in table.quantizers.iter_mut().zip(&self.index) {
             if let Some(i) = *i {
                 let device = q.amax.as_ref().map_or(amax.device(), Tensor::device);

@@ -1,27 +1,24 @@
-//! Quantization-aware finetuning (recipe §5): the fake-quantized student learns
-//! to reproduce the FP teacher's layer outputs; no labels are used. On CUDA the
-//! step is recorded once as a CUDA graph and replayed (`Qat::capture`), so it must
-//! never read a value back to the host.
+//! Quantization-aware finetuning: one training step of the fake-quantized student
+//! under an [`Objective`] — the reference recipe's layer-wise distillation from the
+//! FP teacher, the YOLOv9 task loss on labels, or both — with Adam on fp32 master
+//! weights, optional learned activation ranges and a moving average of the weights.
+//! On CUDA the step is recorded once as a CUDA graph and replayed (`Qat::capture`),
+//! so it must never read a value back to the host.
 
+use super::assigner::GtBoxes;
+use super::ema::Ema;
 use super::fake_quant::{train_fake_quant, QParams, TINY_AMAX};
 use super::learned_amax::{fake_quant_learned, LearnedAmax};
+use super::objective::Objective;
 use super::optimizer::{Adam, FlatParams, LossScale};
 use super::quantizer::QuantTable;
+use super::task_loss::TaskLoss;
 use crate::cuda::graph::CudaGraph;
 use crate::model::detector::Detector;
 use crate::model::forward::{NoQuant, QuantHook};
 use crate::model::graph::{channels_last, Graph, QuantId, ValueId};
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
-
-/// LR by epoch: 1e-6, except 1e-5 in epoch 6.
-pub fn lr_for_epoch(epoch: usize) -> f64 {
-    if epoch == 6 {
-        1e-5
-    } else {
-        1e-6
-    }
-}
 
 /// Layers supervised: 0, s, 2s, … below L−1, plus L−2 (never the detect layer).
 pub fn supervised_layers(num_layers: usize, stride: usize) -> Vec<usize> {
@@ -32,9 +29,9 @@ pub fn supervised_layers(num_layers: usize, stride: usize) -> Vec<usize> {
     v
 }
 
-/// What the student imitates: the top-level layers of `supervised_layers(L, stride)` (the
-/// recipe), and with `head` also the detect head's raw per-level maps (not in the recipe: it
-/// lets QAT correct the head's own quantization error, which the recipe never trains).
+/// What the student imitates under distillation: the top-level layers of
+/// `supervised_layers(L, stride)` (the recipe), and with `head` also the detect head's raw
+/// per-level maps (not in the recipe: it lets QAT correct the head's own quantization error).
 #[derive(Clone, Copy, Debug)]
 pub struct Supervision {
     pub stride: usize,
@@ -48,34 +45,58 @@ impl Supervision {
 }
 
 pub struct Qat {
-    teacher: Graph,
+    /// The FP model the student imitates (distillation only).
+    teacher: Option<Graph>,
     pub params: FlatParams,
     pub adam: Adam,
     pub scale: LossScale,
     weights: FlatWeightQuant,
+    objective: Objective,
+    task: TaskLoss,
+    /// Values the distillation compares (empty without it).
     supervised: Vec<ValueId>,
-    /// Nodes the supervised outputs depend on (the detect head only with `Supervision::head`).
+    /// Values the student keeps: the supervised ones, and the head maps for the task loss.
+    keep: Vec<ValueId>,
+    /// Nodes the kept values depend on, for the student and for the teacher.
     needed: Vec<bool>,
+    teacher_needed: Vec<bool>,
     half: bool,
     /// The learning rate, a device scalar (a captured step reads it on every replay).
     lr: Tensor,
     channels_last: bool,
     /// Activation ranges trained alongside the weights (`--learn-amax`).
     learned: Option<LearnedAmax>,
+    ema: Option<Ema>,
+    /// The last step's loss parts (box, cls, dfl, distill), unweighted, on the device.
+    pub parts: Tensor,
     graphed: Option<Graphed>,
 }
 
-/// The step recorded as a CUDA graph: its input buffer and its loss output.
+/// The step recorded as a CUDA graph: its input buffers and its outputs.
 struct Graphed {
     graph: CudaGraph,
     x: Tensor,
+    gt: Option<GtBoxes>,
     loss: Tensor,
+    parts: Tensor,
+}
+
+impl Graphed {
+    fn fits(&self, x: &Tensor, gt: Option<&GtBoxes>) -> bool {
+        let same_gt = match (&self.gt, gt) {
+            (Some(a), Some(b)) => a.boxes.size() == b.boxes.size(),
+            (None, None) => true,
+            _ => false,
+        };
+        self.x.size() == x.size() && same_gt
+    }
 }
 
 impl Qat {
     /// Freezes a teacher copy of `student`'s FP weights and makes the student
     /// trainable; `half` computes in fp16 with fp32 master weights (mixed precision).
     /// `teacher`: the FP graph to imitate (default: a copy of the student before training).
+    /// The objective is the recipe's distillation until [`Qat::set_objective`].
     pub fn new(student: &mut Detector, teacher: Option<Graph>, supervision: Supervision, half: bool) -> Qat {
         let mut teacher = teacher.unwrap_or_else(|| student.graph.deep_clone());
         let device = teacher.convs().next().map_or(tch::Device::Cpu, |(_, c)| c.weight.device());
@@ -87,11 +108,8 @@ impl Qat {
         let q = student.quant.as_ref().expect("QAT needs a quantized student");
         let weights = FlatWeightQuant::new(&student.graph, &params, &q.table);
         let g = &student.graph;
-        let mut supervised: Vec<ValueId> = supervised_layers(g.layers.len(), supervision.stride)
-            .into_iter()
-            .filter(|&i| g.layers[i].outputs.len() == 1)
-            .map(|i| g.layers[i].outputs[0])
-            .collect();
+        let mut supervised: Vec<ValueId> =
+            supervised_layers(g.layers.len(), supervision.stride).into_iter().filter(|&i| g.layers[i].outputs.len() == 1).map(|i| g.layers[i].outputs[0]).collect();
         if supervision.head {
             supervised.extend(&g.heads);
         }
@@ -99,101 +117,202 @@ impl Qat {
         let adam = Adam::new(&params.flat);
         let scale = LossScale::new(device);
         let lr = Tensor::zeros([], (Kind::Float, device));
-        Qat { teacher, params, adam, scale, weights, supervised, needed, half, lr, channels_last: false, learned: None, graphed: None }
+        let task = TaskLoss::new(g.nc, &g.strides);
+        let parts = Tensor::zeros([4], (Kind::Float, device));
+        Qat {
+            teacher: Some(teacher),
+            params,
+            adam,
+            scale,
+            weights,
+            objective: Objective::distill(),
+            task,
+            keep: supervised.clone(),
+            supervised,
+            teacher_needed: needed.clone(),
+            needed,
+            half,
+            lr,
+            channels_last: false,
+            learned: None,
+            ema: None,
+            parts,
+            graphed: None,
+        }
+    }
+
+    /// What the step minimizes. Without distillation the teacher is dropped.
+    pub fn set_objective(&mut self, student: &Detector, objective: Objective) {
+        self.objective = objective;
+        let g = &student.graph;
+        if !objective.uses_teacher() {
+            self.teacher = None;
+            self.supervised.clear();
+        }
+        self.keep = self.supervised.clone();
+        if objective.uses_labels() {
+            self.keep.extend(g.heads.iter().filter(|h| !self.supervised.contains(h)));
+        }
+        self.needed = g.needed_nodes(&self.keep);
+        self.graphed = None;
+    }
+
+    pub fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    /// Keeps a moving average of the weights (and learned ranges), upstream's `ModelEMA`;
+    /// evaluation and checkpoints then use the average ([`Qat::bind_for_eval`]).
+    pub fn enable_ema(&mut self, decay: f64, tau: f64) {
+        let log_amax = self.learned.as_ref().map(|l| &l.log_amax);
+        self.ema = Some(Ema::new(&self.params.flat, log_amax, decay, tau));
+        self.graphed = None;
     }
 
     /// Computes in channels-last layout (NHWC in memory): batches, activations and the
     /// teacher's weights; the student's weights are converted by each convolution.
     pub fn set_channels_last(&mut self, on: bool) {
         if on && !self.channels_last {
-            self.teacher.weights_channels_last();
+            if let Some(t) = self.teacher.as_mut() {
+                t.weights_channels_last();
+            }
         }
         self.channels_last = on;
         self.graphed = None;
     }
 
     /// Also trains every calibrated activation amax (log-parameterized, Adam at `lr`);
-    /// see [`LearnedAmax`]. `write_back_amax` puts the values into the student's table.
+    /// see [`LearnedAmax`]. Call before [`Qat::enable_ema`] to average the ranges too.
     pub fn learn_amax(&mut self, student: &Detector, lr: f64) {
         let q = student.quant.as_ref().expect("QAT needs a quantized student");
         self.learned = LearnedAmax::new(&q.table, lr, self.lr.device());
         self.graphed = None;
     }
 
-    /// Copies learned activation ranges into the student's quantizers (before evaluating
-    /// or saving it); nothing to do without `learn_amax`.
-    pub fn write_back_amax(&self, student: &mut Detector) {
+    /// Binds the weights and ranges to evaluate and save: the moving average when there is
+    /// one, else the current ones. [`Qat::bind_master`] goes back to training.
+    pub fn bind_for_eval(&self, student: &mut Detector) {
+        match &self.ema {
+            Some(e) => self.params.bind(&mut student.graph, &e.flat.detach()),
+            None => self.params.bind_master(&mut student.graph),
+        }
         if let (Some(l), Some(q)) = (&self.learned, student.quant.as_mut()) {
-            l.write_back(&mut q.table);
+            match self.ema.as_ref().and_then(|e| e.log_amax.as_ref()) {
+                Some(avg) => l.write_back_from(avg, &mut q.table),
+                None => l.write_back(&mut q.table),
+            }
         }
     }
 
-    /// One step on batch `x`; returns the loss (sum over layers of per-item MSE, summed
-    /// over the batch) as a device scalar. Replays the captured graph when there is one
-    /// for this batch shape.
+    pub fn bind_master(&self, student: &mut Detector) {
+        self.params.bind_master(&mut student.graph);
+    }
+
+    /// One distillation step on batch `x` (no labels); see [`Qat::step_with`].
     pub fn step(&mut self, student: &mut Detector, x: &Tensor, lr: f64) -> Tensor {
+        self.step_with(student, x, None, lr)
+    }
+
+    /// One step on batch `x` with its labels `gt` (needed by the task loss); returns the
+    /// weighted loss as a device scalar (the unweighted parts land in `parts`). Replays the
+    /// captured graph when there is one for this batch shape and label count.
+    pub fn step_with(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>, lr: f64) -> Tensor {
         let _ = self.lr.fill_(lr);
-        if let Some(g) = self.graphed.as_mut().filter(|g| g.x.size() == x.size()) {
+        if let Some(e) = self.ema.as_mut() {
+            e.prepare();
+        }
+        if let Some(g) = self.graphed.as_mut().filter(|g| g.fits(x, gt)) {
             g.x.copy_(x);
+            if let (Some(s), Some(b)) = (&g.gt, gt) {
+                s.labels.shallow_clone().copy_(&b.labels);
+                s.boxes.shallow_clone().copy_(&b.boxes);
+                s.mask.shallow_clone().copy_(&b.mask);
+            }
             if g.graph.replay().is_ok() {
+                self.parts = g.parts.copy();
                 return g.loss.copy();
             }
             self.graphed = None;
         }
-        self.step_eager(student, x)
+        self.step_eager(student, x, gt)
     }
 
-    /// Records the step for batches shaped like `x` as a CUDA graph (after three warm-up
-    /// steps whose effect on the weights and optimizer state is undone). Later `step`s of
-    /// that shape replay it: one launch instead of thousands.
-    pub fn capture(&mut self, student: &mut Detector, x: &Tensor) -> Result<()> {
+    /// Records the step for batches shaped like `x` (and label tensors shaped like `gt`) as
+    /// a CUDA graph, after three warm-up steps whose effect on the weights and optimizer
+    /// state is undone. Later steps of that shape replay it: one launch instead of thousands.
+    pub fn capture(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>) -> Result<()> {
         let tch::Device::Cuda(device) = x.device() else { bail!("CUDA graphs need a CUDA device") };
-        let mut state = vec![self.params.flat.detach()];
-        state.extend(self.adam.state());
-        state.extend(self.scale.state());
-        state.extend(self.learned.iter().flat_map(LearnedAmax::state));
+        let state = self.mutable_state();
         let saved: Vec<Tensor> = state.iter().map(Tensor::copy).collect();
+        let ema_updates = self.ema.as_ref().map(|e| e.updates);
         let x_static = x.copy();
+        let gt_static = gt.map(|g| GtBoxes { labels: g.labels.copy(), boxes: g.boxes.copy(), mask: g.mask.copy() });
         // A libtorch error while recording (an op that syncs with the host) panics in tch.
-        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, device))).unwrap_or_else(|p| {
-            let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic");
-            Err(anyhow::anyhow!("{}", crate::util::torch_error_line(msg)))
-        });
+        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, gt_static.as_ref(), device)))
+            .unwrap_or_else(|p| {
+                let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic");
+                Err(anyhow::anyhow!("{}", crate::util::torch_error_line(msg)))
+            });
         // Whether or not the capture worked, the warm-up steps are undone.
         tch::no_grad(|| {
             for (t, s) in state.iter().zip(&saved) {
                 t.shallow_clone().copy_(s);
             }
         });
+        if let (Some(e), Some(n)) = (self.ema.as_mut(), ema_updates) {
+            e.updates = n;
+        }
         let (graph, loss) = recorded?;
-        self.graphed = Some(Graphed { graph, x: x_static, loss });
+        self.graphed = Some(Graphed { graph, x: x_static, gt: gt_static, loss, parts: self.parts.shallow_clone() });
         Ok(())
     }
 
+    /// Everything a step updates in place.
+    fn mutable_state(&self) -> Vec<Tensor> {
+        let mut state = vec![self.params.flat.detach()];
+        state.extend(self.adam.state());
+        state.extend(self.scale.state());
+        state.extend(self.learned.iter().flat_map(LearnedAmax::state));
+        state.extend(self.ema.iter().flat_map(Ema::state));
+        state
+    }
+
     /// Three warm-up steps on the graph's side stream, then one step recorded.
-    fn record(&mut self, student: &mut Detector, x: &Tensor, device: usize) -> Result<(CudaGraph, Tensor)> {
+    fn record(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>, device: usize) -> Result<(CudaGraph, Tensor)> {
         let mut graph = CudaGraph::new(device)?;
         for _ in 0..3 {
-            let _ = self.step_eager(student, x);
+            let _ = self.step_eager(student, x, gt);
         }
         // The warm-up's cached blocks go back before the graph takes its own pool.
         CudaGraph::empty_cache()?;
         graph.begin()?;
-        let loss = self.step_eager(student, x);
+        let loss = self.step_eager(student, x, gt);
         graph.end()?;
         Ok((graph, loss))
     }
 
-    /// What a resumed run needs besides the weights: Adam's moments and step count and
-    /// the loss scale, by name.
+    /// What a resumed run needs besides the checkpoint, by name: the fp32 master weights
+    /// (the checkpoint may hold their average), Adam's moments and step count, the loss
+    /// scale, and the learned ranges and moving average when there are any.
     pub fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("master".to_string(), self.params.flat.detach())];
         let names = ["adam.m", "adam.v", "adam.steps", "loss_scale.scale", "loss_scale.growth"];
         let tensors = self.adam.state().into_iter().chain(self.scale.state());
-        names.iter().zip(tensors).map(|(n, t)| (n.to_string(), t)).collect()
+        out.extend(names.iter().zip(tensors).map(|(n, t)| (n.to_string(), t)));
+        if let Some(l) = &self.learned {
+            let names = ["learned.log_amax", "learned.adam.m", "learned.adam.v", "learned.adam.steps"];
+            out.extend(names.iter().zip(l.state()).map(|(n, t)| (n.to_string(), t)));
+        }
+        if let Some(e) = &self.ema {
+            let names = ["ema.flat", "ema.log_amax"];
+            out.extend(names.iter().zip(e.state()).map(|(n, t)| (n.to_string(), t)));
+        }
+        out
     }
 
-    /// Restores what `optimizer_state` saved (shapes must match this student).
-    pub fn load_optimizer_state(&mut self, saved: &[(String, Tensor)]) -> Result<()> {
+    /// Restores what `optimizer_state` saved (shapes must match this student), and the
+    /// moving average's update count.
+    pub fn load_optimizer_state(&mut self, saved: &[(String, Tensor)], ema_updates: u64) -> Result<()> {
         for (name, mine) in self.optimizer_state() {
             let Some((_, t)) = saved.iter().find(|(n, _)| *n == name) else { bail!("optimizer state has no `{name}`") };
             if t.size() != mine.size() {
@@ -201,16 +320,21 @@ impl Qat {
             }
             tch::no_grad(|| mine.shallow_clone().copy_(t));
         }
+        if let Some(e) = self.ema.as_mut() {
+            e.updates = ema_updates;
+        }
         Ok(())
     }
 
+    pub fn ema_updates(&self) -> Option<u64> {
+        self.ema.as_ref().map(|e| e.updates)
+    }
+
     /// The step as kernels launched one by one. Nothing here waits for the GPU.
-    fn step_eager(&mut self, student: &mut Detector, x: &Tensor) -> Tensor {
-        let keep = &self.supervised;
-        let only = Some(self.needed.as_slice());
+    fn step_eager(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>) -> Tensor {
         let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
         let x = if self.channels_last { channels_last(&x) } else { x };
-        let targets = tch::no_grad(|| self.teacher.run_nodes(&x, &mut NoQuant, keep, only));
+        let targets = self.teacher.as_ref().map(|t| tch::no_grad(|| t.run_nodes(&x, &mut NoQuant, &self.supervised, Some(&self.teacher_needed))));
         // Weights: fake-quantized all at once on the flat buffer, then viewed by the convs.
         let wq = self.weights.apply(&self.params.flat);
         let wq = if self.half { wq.to_kind(Kind::Half) } else { wq };
@@ -218,13 +342,25 @@ impl Qat {
         let table = &student.quant.as_ref().expect("QAT needs a quantized student").table;
         let amaxes = self.learned.as_ref().map(LearnedAmax::amaxes);
         let learned = self.learned.as_ref().zip(amaxes.as_deref());
-        let outs = student.graph.run_nodes(&x, &mut TrainQuant { table, learned }, keep, only);
-        let mut loss = Tensor::zeros([], (Kind::Float, x.device()));
-        for &v in keep {
-            // In the compute precision; the mean accumulates (and returns) fp32.
-            let d = outs.get(v) - targets.get(v);
-            loss += d.square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
+        let outs = student.graph.run_nodes(&x, &mut TrainQuant { table, learned }, &self.keep, Some(&self.needed));
+        let mut distill = Tensor::zeros([], (Kind::Float, x.device()));
+        if let Some(targets) = &targets {
+            for &v in &self.supervised {
+                // In the compute precision; the mean accumulates (and returns) fp32.
+                let d = outs.get(v) - targets.get(v);
+                distill += d.square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
+            }
         }
+        let o = self.objective;
+        let mut loss = &distill * o.distill_weight;
+        let mut items = Tensor::zeros([3], (Kind::Float, x.device()));
+        if o.uses_labels() {
+            let heads: Vec<Tensor> = student.graph.heads.iter().map(|&h| outs.get(h).shallow_clone()).collect();
+            let parts = self.task.compute(&heads, gt.expect("the task loss needs the batch's labels"));
+            loss += parts.total * o.task_weight;
+            items = parts.items.detach();
+        }
+        self.parts = Tensor::cat(&[items, distill.detach().unsqueeze(0)], 0);
         if self.half {
             (&loss * &self.scale.scale).backward();
         } else {
@@ -238,6 +374,9 @@ impl Qat {
         }
         if self.half {
             self.scale.update(&found_inf);
+        }
+        if let Some(e) = self.ema.as_mut() {
+            e.update(&self.params.flat, self.learned.as_ref().map(|l| &l.log_amax));
         }
         self.params.bind_master(&mut student.graph);
         loss.detach()
@@ -353,11 +492,5 @@ mod tests {
         y.sum(Kind::Float).backward();
         let grad: Vec<f32> = Vec::try_from(w.grad()).unwrap();
         assert_eq!(grad, [1.0, 1.0, 0.0, 0.0, 1.0], "gradient only where |w| <= amax, and through unquantized elements");
-    }
-
-    #[test]
-    fn lr_schedule() {
-        let lrs: Vec<f64> = (0..10).map(lr_for_epoch).collect();
-        assert_eq!(lrs, [1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-5, 1e-6, 1e-6, 1e-6]);
     }
 }
