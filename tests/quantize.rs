@@ -12,7 +12,9 @@ use yolo_qat::eval::validate::{evaluate, EvalOptions};
 use yolo_qat::model::detector::Detector;
 use yolo_qat::model::graph::Op;
 use yolo_qat::quant::calibrate::{calibrate, prepare, prepare_with, PrepareOptions};
+use yolo_qat::quant::objective::Objective;
 use yolo_qat::quant::qat::{Qat, Supervision};
+use yolo_qat::quant::task_loss::gt_boxes;
 use yolo_qat::quant::sensitivity::analyze;
 use yolo_qat::quant::tying::TieScope;
 use yolo_qat::quant::CalibMethod;
@@ -136,6 +138,30 @@ fn two_qat_steps_lower_the_loss() {
     let err = qat.capture(&mut m, &x, None).unwrap_err().to_string();
     assert!(err.contains("CUDA"), "{err}");
     assert!(qat.step(&mut m, &x, 1e-4).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn task_loss_qat_on_shapes_mini_lowers_the_loss() {
+    let mut m = quantized(TRAINED, 160);
+    let b = loader(160, 4).iter_forever(0).nth(2).unwrap();
+    assert!(!b.labels.is_empty(), "the batch has labels");
+    let x = Tensor::from_slice(&b.images).view([4, 3, 160, 160]).to_kind(Kind::Float) / 255.0;
+    let gt = gt_boxes(&b.labels, 4, (160, 160), 0, Device::Cpu);
+    let mut qat = Qat::new(&mut m, None, Supervision::recipe(1), false);
+    qat.set_objective(&m, Objective::task());
+    qat.enable_ema(0.9, 1.0);
+    let losses: Vec<f64> = (0..4).map(|_| qat.step_with(&mut m, &x, Some(&gt), 1e-4).double_value(&[])).collect();
+    assert!(losses[3] < losses[0], "loss {losses:?}");
+    let parts: Vec<f32> = Vec::try_from(&qat.parts).unwrap();
+    assert!(parts[..3].iter().all(|&p| p > 0.0) && parts[3] == 0.0, "box, cls, dfl > 0, no distillation: {parts:?}");
+    // Evaluation binds the weight average, which lags the trained weights.
+    let w = |m: &Detector| m.graph.convs().next().unwrap().1.weight.copy();
+    let trained = w(&m);
+    qat.bind_for_eval(&mut m);
+    let averaged = w(&m);
+    qat.bind_master(&mut m);
+    assert!(f64::try_from((&trained - &averaged).abs().max()).unwrap() > 0.0);
+    assert!(w(&m).equal(&trained));
 }
 
 #[test]

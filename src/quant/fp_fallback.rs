@@ -41,7 +41,7 @@ pub fn flop_share(flops: &[f64], layers: &[usize]) -> f64 {
     if total <= 0.0 {
         return 0.0;
     }
-    layers.iter().filter_map(|&l| flops.get(l)).sum::<f64>() / total
+    layers.iter().filter_map(|&l| flops.get(l)).fold(0.0, |a, f| a + f) / total
 }
 
 #[cfg(test)]
