@@ -154,6 +154,7 @@ fn lower_node(g: &mut OnnxGraph, graph: &Graph, node: &Node, xs: &[String], plan
             vec![acc]
         }
         Op::Detect(_) => unreachable!("Detect is lowered by decode"),
+        Op::AppendCoeffs => bail!("{name}: segmentation heads cannot be exported yet"),
     })
 }
 

@@ -179,6 +179,9 @@ fn names_dict(names: &[String]) -> String {
 /// Builds the ONNX model in memory.
 pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let graph = &model.graph;
+    if graph.is_segmentation() {
+        bail!("{}: exporting segmentation models is not supported yet", model.source.display());
+    }
     let max_stride = graph.strides.iter().cloned().fold(1.0, f64::max).round() as i64;
     opts.validate(max_stride)?;
     let opset = opts.opset();

@@ -50,7 +50,7 @@ pub fn spatial_sizes(graph: &Graph, needed: &[bool], h: i64, w: i64) -> Result<V
                 Some(first)
             }
             Op::Split { .. } => Some(get(0)?),
-            Op::Detect(_) => None,
+            Op::Detect(_) | Op::AppendCoeffs => None,
         };
         if let Some((oh, ow)) = out {
             if oh <= 0 || ow <= 0 {
