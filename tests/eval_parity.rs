@@ -34,7 +34,7 @@ fn shapes_mini_seg_matches_upstream_segment_val_py() {
     let set = ValSet::load(&data.val, data.nc(), ValSetOptions { imgsz: 320, batch_size: 8, ..Default::default() }).unwrap();
     let mut opts = EvalOptions::new(320, 8, tch::Device::Cpu);
     opts.progress = false;
-    opts.nms.iou_thres = 0.6;
+    assert_eq!(opts.seg_iou_thres, 0.6, "segment/val.py's NMS IoU for segmentation models");
     let r = evaluate(&model, &set, &opts).unwrap();
     let mask = r.mask.as_ref().expect("a segmentation model gives mask metrics");
     println!("box P {:.4} R {:.4} mAP50 {:.4} mAP {:.4}", r.precision, r.recall, r.map50, r.map);

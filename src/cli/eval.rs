@@ -10,10 +10,6 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 use tch::Kind;
 
-/// val.py's and segment/val.py's default NMS IoU thresholds.
-const DET_IOU_THRES: f64 = 0.7;
-const SEG_IOU_THRES: f64 = 0.6;
-
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long)]
@@ -59,8 +55,10 @@ pub fn run(a: Args) -> Result<()> {
     opts.half = device.is_cuda() && !a.fp32;
     opts.save_json = a.use_pycocotools;
     opts.nms.conf_thres = a.conf_thres;
+    if let Some(t) = a.iou_thres {
+        (opts.nms.iou_thres, opts.seg_iou_thres) = (t, t);
+    }
     let r = if a.weights.extension().is_some_and(|e| e == "onnx") {
-        opts.nms.iou_thres = a.iou_thres.unwrap_or(DET_IOU_THRES);
         super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?
     } else {
         let set = eval_set(&data, a.imgsz, a.batch_size)?;
@@ -69,7 +67,6 @@ pub fn run(a: Args) -> Result<()> {
             bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
         }
         model.to(device, Kind::Float);
-        opts.nms.iou_thres = a.iou_thres.unwrap_or(if model.graph.is_segmentation() { SEG_IOU_THRES } else { DET_IOU_THRES });
         evaluate(&model, &set, &opts)?
     };
     print_result(&r, a.verbose);

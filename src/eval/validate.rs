@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+/// segment/val.py's default NMS IoU threshold.
+pub const SEG_IOU_THRES: f64 = 0.6;
+
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
     pub imgsz: usize,
@@ -25,6 +28,8 @@ pub struct EvalOptions {
     /// fp16 inference (val.py's default on CUDA).
     pub half: bool,
     pub nms: NmsConfig,
+    /// NMS IoU threshold for segmentation models (segment/val.py's default 0.6; val.py's is 0.7).
+    pub seg_iou_thres: f64,
     /// Write COCO `annotations.json` / `predictions.json` into `out_dir`.
     pub save_json: bool,
     pub out_dir: Option<PathBuf>,
@@ -33,7 +38,17 @@ pub struct EvalOptions {
 
 impl EvalOptions {
     pub fn new(imgsz: usize, batch_size: usize, device: Device) -> Self {
-        EvalOptions { imgsz, batch_size, device, half: device.is_cuda(), nms: NmsConfig::default(), save_json: false, out_dir: None, progress: true }
+        EvalOptions {
+            imgsz,
+            batch_size,
+            device,
+            half: device.is_cuda(),
+            nms: NmsConfig::default(),
+            seg_iou_thres: SEG_IOU_THRES,
+            save_json: false,
+            out_dir: None,
+            progress: true,
+        }
     }
 
     pub fn in_dir(&self, dir: &std::path::Path) -> Self {
@@ -141,12 +156,13 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
         let (out, protos) = m.infer_with_protos(&x)?;
         let t2 = sync(opts.device, t1, &mut t_inf);
         let width = out.size()[1] as usize;
+        let nms = if protos.is_some() { NmsConfig { iou_thres: opts.seg_iou_thres, ..opts.nms } } else { opts.nms };
         let per_image = candidates(&out, opts.nms.conf_thres as f64, nc);
         let results: Vec<ImageResult> = per_image
             .par_iter()
             .zip(&batch.items)
             .map(|(rows, item)| {
-                let kept = non_max_suppression_indexed(rows, width, nc, &opts.nms);
+                let kept = non_max_suppression_indexed(rows, width, nc, &nms);
                 let input_space: Vec<Detection> = kept.iter().map(|(d, _)| *d).collect();
                 let dets = to_original_space(&input_space, item);
                 let correct = process_batch(&dets, &item.labels);
