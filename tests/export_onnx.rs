@@ -160,7 +160,7 @@ fn fp_export_passes_checks_and_matches_forward() {
 fn expected_pairs(m: &Detector) -> (usize, usize) {
     let g = &m.graph;
     let table = &m.quant.as_ref().unwrap().table;
-    let needed = yolo_qat::export::shapes::needed_nodes(g, g.output);
+    let needed = yolo_qat::export::shapes::needed_nodes(g);
     let producers = g.producers();
     let bits = |s: Option<yolo_qat::model::graph::Slot>| {
         s.filter(|s| s.enabled).and_then(|s| table.quantizers[s.quant].amax.as_ref()).map(|a| yolo_qat::export::qdq::scale_of(a.double_value(&[])).to_bits())
@@ -200,7 +200,7 @@ fn assert_parity(what: &str, ours: &Tensor, m: &mut Detector, x: &Tensor, floor:
     m.to(tch::Device::Cpu, Kind::Double);
     let own = m.forward(&x.to_kind(Kind::Double)).to_kind(Kind::Float);
     m.to(tch::Device::Cpu, Kind::Float);
-    let nc = want.size()[1] - 4;
+    let nc = m.graph.nc as i64;
     let conf = want.narrow(1, 4, nc).amax([1], false).gt(floor);
     let n = conf.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
     assert!(n >= 10, "{what}: too few anchors to compare");
@@ -716,4 +716,74 @@ fn ptq_export_of_the_trained_model_on_real_images() {
     assert!(rep.check.fp_convs.is_empty());
     let got = OnnxModel::load(&path).unwrap().run(&x).unwrap().remove(0);
     assert_parity("yolov9-t-shapes PTQ on real images (ORT basic)", &got, &mut m, &x, 0.25);
+}
+
+#[test]
+fn segmentation_export_has_protos_and_matches_forward() {
+    let name = "gelan-t-dseg-shapes";
+    let x = ref_input(name);
+    let dir = out_dir();
+    // FP: output0 and output1 equal the forward pass (and upstream's fixture through it)
+    let m = fixture(name);
+    let path = dir.path().join("fp-seg.onnx");
+    let rep = export(&m, &opts((192, 256), 2), &path).unwrap();
+    println!("{rep}");
+    assert_eq!(rep.outputs.iter().map(|o| o.to_string()).collect::<Vec<_>>(), ["output0 (2, 42, 1008) float32", "output1 (2, 32, 48, 64) float32"]);
+    onnx_full_check(&path);
+    let got = OnnxModel::load(&path).unwrap().run(&x).unwrap();
+    let g = &m.graph;
+    let mut want = m.run(&x, &[g.output, g.proto.unwrap()]);
+    assert_fp_parity("FP seg output0", &got[0], &want.take(g.output));
+    assert_fp_parity("FP seg output1", &got[1], &want.take(g.proto.unwrap()));
+
+    // PTQ: every conv INT8 (proto and coefficient convs included), ORT agrees with fake quantization
+    let m = ptq(name);
+    let path = dir.path().join("ptq-seg.onnx");
+    let rep = export(&m, &opts((192, 256), 2), &path).unwrap();
+    let convs = m.graph.convs().count();
+    assert_eq!((rep.check.convs, rep.check.int8_convs), (convs + 1, convs + 1), "every conv INT8, the DFL's included");
+    assert!(rep.check.fp_convs.is_empty(), "{:?}", rep.check.fp_convs);
+    onnx_full_check(&path);
+    let mut m = m;
+    let got = OnnxModel::load(&path).unwrap().run(&x).unwrap();
+    // boxes and scores: as for detection (the bar, or the model's own f64-vs-f32 spread)
+    assert_parity("PTQ seg output0 (ORT basic)", &got[0], &mut m, &x, floor_for(name));
+    // coefficients and prototypes: mean error no more than twice the model's own f64-vs-f32 spread
+    let protos = |m: &Detector, x: &Tensor| {
+        let g = &m.graph;
+        let mut v = m.run(x, &[g.output, g.proto.unwrap()]);
+        (v.take(g.output).narrow(1, 4 + 6, 32).to_kind(Kind::Float), v.take(g.proto.unwrap()).to_kind(Kind::Float))
+    };
+    let (coef, proto) = protos(&m, &x);
+    m.to(tch::Device::Cpu, Kind::Double);
+    let (own_coef, own_proto) = protos(&m, &x.to_kind(Kind::Double));
+    m.to(tch::Device::Cpu, Kind::Float);
+    let mean_err = |a: &Tensor, b: &Tensor| (a - b).abs().mean(Kind::Float).double_value(&[]);
+    let (ort_c, own_c) = (mean_err(&got[0].narrow(1, 4 + 6, 32), &coef), mean_err(&own_coef, &coef));
+    let (ort_p, own_p) = (mean_err(&got[1], &proto), mean_err(&own_proto, &proto));
+    println!("PTQ seg mean |error| vs f32 fake quant: coefficients ORT {ort_c:.4e} (own f64 {own_c:.4e}), prototypes ORT {ort_p:.4e} (own f64 {own_p:.4e})");
+    let (c_range, p_range) = (coef.abs().max().double_value(&[]), proto.abs().max().double_value(&[]));
+    assert!(ort_c <= 2.0 * own_c + 1e-3 * c_range, "coefficients disagree beyond the model's own precision");
+    assert!(ort_p <= 2.0 * own_p + 1e-3 * p_range, "prototypes disagree beyond the model's own precision");
+}
+
+/// `eval --weights x.onnx` on a segmentation export gives the box and mask mAPs of the
+/// PyTorch-side eval (upstream's segment/val.py figures on shapes-mini-seg).
+#[test]
+fn segmentation_onnx_eval_matches_model_eval() {
+    use yolo_qat::data::config::DataConfig;
+    use yolo_qat::eval::validate::EvalOptions;
+    let m = fixture("gelan-t-dseg-shapes");
+    let dir = out_dir();
+    let path = dir.path().join("seg-dynamic.onnx");
+    export(&m, &ExportOptions { dynamic: true, ..opts((320, 320), 1) }, &path).unwrap();
+    let data = DataConfig::load(Path::new("../shared/data/shapes-mini-seg/shapes-seg.yaml")).unwrap();
+    let mut o = EvalOptions::new(320, 8, tch::Device::Cpu);
+    o.progress = false;
+    let r = yolo_qat::cli::onnx_eval::evaluate_onnx(&path, &data, 320, 8, &o).unwrap();
+    let mask = r.mask.as_ref().expect("output1 gives mask metrics");
+    println!("ONNX: box mAP50 {:.4} mAP {:.4}; mask mAP50 {:.4} mAP {:.4}", r.map50, r.map, mask.map50, mask.map);
+    for (what, got, want) in [("box mAP50", r.map50, 0.661), ("box mAP", r.map, 0.511), ("mask mAP50", mask.map50, 0.642), ("mask mAP", mask.map, 0.411)] {
+        assert!((got - want).abs() <= 0.003, "{what} {got} vs upstream {want}");
+    }
 }

@@ -1,5 +1,5 @@
 //! Parity with upstream: every fixture's eval output, head maps, auxiliary
-//! output and (gelan-c-mini) per-layer outputs, on the CPU in fp32.
+//! output, segmentation prototypes and (gelan-c-mini, gelan-t-dseg) per-layer outputs, on the CPU in fp32.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +18,7 @@ fn assert_close(what: &str, ours: &Tensor, want: &Tensor) {
     assert_eq!(ours.size(), want.size(), "{what}: shape");
     let err = (ours - want).abs().max().double_value(&[]);
     let scale = want.abs().max().double_value(&[]);
+    eprintln!("{what}: max error / max |ref| = {:.2e}", err / scale);
     assert!(err <= 1e-4 * scale, "{what}: max error {err:e} > 1e-4 · {scale:e}");
 }
 
@@ -28,6 +29,7 @@ fn check_fixture(name: &str) {
     let mut keep = vec![g.output];
     keep.extend(&g.heads);
     keep.extend(g.output_aux);
+    keep.extend(g.proto);
     let mut vals = g.run(&r["input"], &mut NoQuant, &keep);
     assert_close(&format!("{name} output"), &vals.take(g.output), &r["output"]);
     for (j, &h) in g.heads.iter().enumerate() {
@@ -38,10 +40,19 @@ fn check_fixture(name: &str) {
         (None, None) => {}
         _ => panic!("{name}: dual head mismatch"),
     }
+    match (g.proto, r.get("proto")) {
+        (Some(p), Some(want)) => assert_close(&format!("{name} proto"), &vals.take(p), want),
+        (None, None) => {}
+        _ => panic!("{name}: segmentation head mismatch"),
+    }
     if let Some(small) = r.get("small.input") {
         assert_close(&format!("{name} small.output"), &model.forward(small), &r["small.output"]);
-        let keep: Vec<usize> = g.layers.iter().filter(|l| l.outputs.len() == 1).map(|l| l.outputs[0]).collect();
+        let mut keep: Vec<usize> = g.layers.iter().filter(|l| l.outputs.len() == 1).map(|l| l.outputs[0]).collect();
+        keep.extend(g.proto);
         let mut vals = g.run(small, &mut NoQuant, &keep);
+        if let (Some(p), Some(want)) = (g.proto, r.get("small.proto")) {
+            assert_close(&format!("{name} small.proto"), &vals.take(p), want);
+        }
         let mut checked = 0;
         for l in &g.layers[..g.layers.len() - 1] {
             if let Some(want) = r.get(&format!("small.layer.{}", l.index)) {
@@ -66,6 +77,13 @@ fn gelan_c_mini_relu_matches_upstream() {
 #[test]
 fn yolov9_t_dual_matches_upstream_both_heads() {
     check_fixture("yolov9-t-dual");
+}
+
+#[test]
+fn dsegment_model_matches_upstream_per_layer() {
+    let model = load(&Path::new(FIXTURES).join("gelan-t-dseg-shapes.pt")).unwrap();
+    assert_eq!((model.graph.nc, model.graph.nm), (6, 32));
+    check_fixture("gelan-t-dseg-shapes");
 }
 
 #[test]

@@ -22,9 +22,15 @@ use yolo_qat::quant::CalibMethod;
 const MINI: &str = "../shared/fixtures/gelan-c-mini.pt";
 const TRAINED: &str = "../shared/fixtures/yolov9-t-shapes-converted.pt";
 const DATA: &str = "../shared/data/shapes-mini/shapes.yaml";
+const SEG: &str = "../shared/fixtures/gelan-t-dseg-shapes.pt";
+const SEG_DATA: &str = "../shared/data/shapes-mini-seg/shapes-seg.yaml";
 
 fn loader(imgsz: usize, batch: usize) -> TrainLoader {
-    let data = DataConfig::load(Path::new(DATA)).unwrap();
+    loader_of(DATA, imgsz, batch)
+}
+
+fn loader_of(data: &str, imgsz: usize, batch: usize) -> TrainLoader {
+    let data = DataConfig::load(Path::new(data)).unwrap();
     let set = ValSet::load(&data.train, 6, ValSetOptions { imgsz, batch_size: batch, rect: false, ..Default::default() }).unwrap();
     let samples = set.entries.into_iter().map(|e| (e.path, e.rows.iter().map(|r| (r.class, r.xywhn)).collect())).collect();
     TrainLoader::new(samples, imgsz, batch, Hyp::scratch_high(), 57, 1)
@@ -251,4 +257,47 @@ fn sensitivity_switches_one_layer_at_a_time_and_restores_ptq() {
     let summary = s.seed_summary();
     assert_eq!(summary[0][1], "PTQ");
     assert_eq!(summary.as_array().unwrap().len(), quantized_layers + 1);
+}
+
+/// Segmentation: the proto branch and the mask-coefficient convs are quantized by the
+/// same rules (weight per channel + input), PTQ calibrates every quantizer from the
+/// polygon-labelled training set, the quantized model evaluates box and mask AP close
+/// to the FP model, saves and reloads, and the distillation QAT lowers its loss.
+#[test]
+fn segmentation_model_quantizes_calibrates_and_trains() {
+    let mut m = load(Path::new(SEG)).unwrap();
+    let data = DataConfig::load(Path::new(SEG_DATA)).unwrap();
+    let val = ValSet::load(&data.val, 6, ValSetOptions { imgsz: 320, batch_size: 8, ..Default::default() }).unwrap();
+    let mut opts = EvalOptions::new(320, 8, Device::Cpu);
+    opts.progress = false;
+    let fp = evaluate(&m, &val, &opts).unwrap();
+    prepare(&mut m, &[], CalibMethod::Mse).unwrap();
+    let seg_convs: Vec<&str> =
+        m.graph.nodes.iter().filter(|n| n.name.starts_with("model.25.cv4") || n.name == "model.25.proto").map(|n| n.name.as_str()).collect();
+    assert_eq!(seg_convs.len(), 3 * 3 + 1, "three cv4 branches of three convs, and proto");
+    for n in m.graph.nodes.iter().filter(|n| matches!(n.op, Op::Conv(_))) {
+        assert!(n.quant.weight.is_some() && n.quant.inputs[0].is_some(), "{} is quantized", n.name);
+    }
+    let l = loader_of(SEG_DATA, 160, 4);
+    assert_eq!(calibrate(&mut m, batches(&l, 2), CalibMethod::Mse).unwrap(), 0, "every quantizer saw data");
+    let ptq = evaluate(&m, &val, &opts).unwrap();
+    let (fm, pm) = (fp.mask.as_ref().unwrap(), ptq.mask.as_ref().expect("mask metrics after PTQ"));
+    println!("FP box {:.4} mask {:.4}; PTQ box {:.4} mask {:.4}", fp.map, fm.map, ptq.map, pm.map);
+    assert!(ptq.map > fp.map - 0.1 && pm.map > fm.map - 0.1, "PTQ keeps most of the accuracy");
+    // our checkpoint keeps the quantized segmentation model
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ptq-seg.safetensors");
+    m.save(&path, serde_json::json!({})).unwrap();
+    let back = load(&path).unwrap();
+    let x = Tensor::rand([1, 3, 96, 128], (Kind::Float, Device::Cpu));
+    let (g, gb) = (&m.graph, &back.graph);
+    let (mut a, mut b) = (m.run(&x, &[g.output, g.proto.unwrap()]), back.run(&x, &[gb.output, gb.proto.unwrap()]));
+    assert_eq!(f64::try_from((a.take(g.output) - b.take(gb.output)).abs().max()).unwrap(), 0.0);
+    assert_eq!(f64::try_from((a.take(g.proto.unwrap()) - b.take(gb.proto.unwrap())).abs().max()).unwrap(), 0.0);
+    // distillation QAT on the CPU
+    let x = batches(&l, 3).last().unwrap();
+    let mut qat = Qat::new(&mut m, None, Supervision::recipe(1), false);
+    let losses: Vec<f64> = (0..4).map(|_| qat.step(&mut m, &x, 1e-5).double_value(&[])).collect();
+    println!("QAT loss {losses:?}");
+    assert!(losses[0] > 0.0 && losses[3] < losses[0], "loss {losses:?}");
 }

@@ -71,7 +71,7 @@ pub enum ErrorKind {
     MissingStorage(String),
     #[error("bad tensor: {0}")]
     Tensor(String),
-    #[error("not a YOLO checkpoint (no 'model' entry holding a models.yolo.DetectionModel)")]
+    #[error("not a YOLO checkpoint (no 'model' entry holding a models.yolo.DetectionModel or SegmentationModel)")]
     NotYolo,
     #[error("bad model: {0}")]
     Model(String),

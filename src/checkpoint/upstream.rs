@@ -10,6 +10,8 @@ use super::tensor::RawTensor;
 use super::value::{Object, Value};
 
 const DETECTION_MODEL: &str = "models.yolo.DetectionModel";
+/// Upstream's segmentation models (`segment/train.py`) pickle a subclass of DetectionModel.
+const SEGMENTATION_MODEL: &str = "models.yolo.SegmentationModel";
 const BATCH_NORM: &str = "torch.nn.modules.batchnorm.BatchNorm2d";
 
 /// What the reader takes out of an upstream checkpoint.
@@ -53,7 +55,7 @@ pub fn from_checkpoint(top: &Value) -> Result<UpstreamModel, ErrorKind> {
         .filter(|v| !v.is_none())
         .or_else(|| top.get("model"))
         .and_then(Value::as_object)
-        .filter(|o| o.class == DETECTION_MODEL)
+        .filter(|o| o.class == DETECTION_MODEL || o.class == SEGMENTATION_MODEL)
         .ok_or(ErrorKind::NotYolo)?;
     let yaml = to_yaml(model.attr("yaml").ok_or_else(|| model_error("no 'yaml' attribute"))?, "yaml")?;
     let names = class_names(model.attr("names").ok_or_else(|| model_error("no 'names' attribute"))?)?;

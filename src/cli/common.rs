@@ -74,17 +74,37 @@ pub struct Row {
     pub map50: f64,
     pub precision: f64,
     pub recall: f64,
+    /// Segmentation models: mask mAP50-95 and mAP50 (the box metrics are the fields above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_map: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_map50: Option<f64>,
 }
 
 impl Row {
     pub fn new(name: &str, r: &EvalResult) -> Row {
-        Row { name: name.to_string(), map: r.map, map50: r.map50, precision: r.precision, recall: r.recall }
+        Row {
+            name: name.to_string(),
+            map: r.map,
+            map50: r.map50,
+            precision: r.precision,
+            recall: r.recall,
+            mask_map: r.mask.as_ref().map(|m| m.map),
+            mask_map50: r.mask.as_ref().map(|m| m.map50),
+        }
     }
 }
 
 pub fn print_table(rows: &[Row]) {
-    println!("{:<12} {:>8} {:>8} {:>8} {:>8}", "model", "AP", "AP50", "P", "R");
+    let masks = rows.iter().any(|r| r.mask_map.is_some());
+    let mask_head = if masks { format!(" {:>8} {:>8}", "MaskAP", "MaskAP50") } else { String::new() };
+    println!("{:<12} {:>8} {:>8} {:>8} {:>8}{mask_head}", "model", "AP", "AP50", "P", "R");
     for r in rows {
-        println!("{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", r.name, r.map, r.map50, r.precision, r.recall);
+        let mask = match (masks, r.mask_map, r.mask_map50) {
+            (true, Some(m), Some(m50)) => format!(" {m:>8.4} {m50:>8.4}"),
+            (true, ..) => format!(" {:>8} {:>8}", "-", "-"),
+            _ => String::new(),
+        };
+        println!("{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4}{mask}", r.name, r.map, r.map50, r.precision, r.recall);
     }
 }

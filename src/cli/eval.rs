@@ -24,8 +24,9 @@ pub struct Args {
     device: String,
     #[arg(long, default_value_t = 0.001)]
     conf_thres: f32,
-    #[arg(long, default_value_t = 0.7)]
-    iou_thres: f64,
+    /// NMS IoU threshold (default: 0.7 as val.py; 0.6 as segment/val.py for segmentation models).
+    #[arg(long)]
+    iou_thres: Option<f64>,
     #[arg(long, default_value = "runs/qat_eval")]
     project: PathBuf,
     #[arg(long, default_value = "exp")]
@@ -54,7 +55,9 @@ pub fn run(a: Args) -> Result<()> {
     opts.half = device.is_cuda() && !a.fp32;
     opts.save_json = a.use_pycocotools;
     opts.nms.conf_thres = a.conf_thres;
-    opts.nms.iou_thres = a.iou_thres;
+    if let Some(t) = a.iou_thres {
+        (opts.nms.iou_thres, opts.seg_iou_thres) = (t, t);
+    }
     let r = if a.weights.extension().is_some_and(|e| e == "onnx") {
         super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?
     } else {
@@ -73,11 +76,18 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 pub fn print_result(r: &EvalResult, verbose: bool) {
-    if verbose {
-        print!("{}", r.metrics);
-    } else {
-        let head = format!("{}", r.metrics);
-        print!("{}", head.lines().take(2).map(|l| format!("{l}\n")).collect::<String>());
+    let table = |m: &crate::eval::metrics::ValMetrics| {
+        let t = m.to_string();
+        if verbose {
+            t
+        } else {
+            t.lines().take(2).map(|l| format!("{l}\n")).collect::<String>()
+        }
+    };
+    match &r.mask {
+        // segment/val.py prints Box(P R mAP50 mAP50-95) and Mask(...) side by side; here one table each
+        Some(mask) => print!("Box\n{}Mask\n{}", table(&r.metrics), table(mask)),
+        None => print!("{}", table(&r.metrics)),
     }
     println!(
         "Speed: {:.1}ms pre-process, {:.1}ms inference, {:.1}ms NMS per image; {:.1} s in all",
@@ -91,10 +101,14 @@ pub fn results_json(r: &EvalResult) -> serde_json::Value {
         .iter()
         .map(|c| serde_json::json!({ "name": c.name, "images": c.images, "instances": c.instances, "precision": c.precision, "recall": c.recall, "map50": c.map50, "map": c.map }))
         .collect();
-    serde_json::json!({
+    let mut j = serde_json::json!({
         "precision": r.precision, "recall": r.recall, "map50": r.map50, "map": r.map,
         "per_class": per_class,
         "speed_ms": r.speed,
         "wall_s": r.wall_s,
-    })
+    });
+    if let Some(m) = &r.mask {
+        j["mask"] = serde_json::json!({ "precision": m.precision, "recall": m.recall, "map50": m.map50, "map": m.map });
+    }
+    j
 }

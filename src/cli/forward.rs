@@ -14,7 +14,7 @@ pub struct Args {
     /// Name of the input tensor in that file.
     #[arg(long, default_value = "input")]
     key: String,
-    /// Where to write `output`, `head.0..2` (and `output_aux` for dual heads).
+    /// Where to write `output`, `head.0..2` (`output_aux` for dual heads, `proto` for segmentation heads).
     #[arg(long)]
     output: PathBuf,
     #[arg(long, default_value = "cpu")]
@@ -39,6 +39,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut keep = vec![g.output];
     keep.extend(&g.heads);
     keep.extend(g.output_aux);
+    keep.extend(g.proto);
     let layer_outs: Vec<(usize, _)> =
         if a.layers { g.layers.iter().enumerate().filter(|(_, l)| l.outputs.len() == 1).map(|(i, l)| (i, l.outputs[0])).collect() } else { vec![] };
     keep.extend(layer_outs.iter().map(|&(_, v)| v));
@@ -51,6 +52,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     if let Some(aux) = g.output_aux {
         out.push(("output_aux".to_string(), cpu(vals.take(aux))));
+    }
+    if let Some(p) = g.proto {
+        out.push(("proto".to_string(), cpu(vals.take(p))));
     }
     out.extend(layers);
 

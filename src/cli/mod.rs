@@ -7,7 +7,7 @@ mod eval;
 mod export;
 mod forward;
 mod info;
-mod onnx_eval;
+pub mod onnx_eval;
 mod quantize;
 mod quantize_args;
 mod reparameterize;

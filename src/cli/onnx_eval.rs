@@ -26,6 +26,13 @@ impl Infer for OrtInfer {
     fn names(&self) -> &[String] {
         &self.names
     }
+    /// A segmentation export's `output1` holds the prototypes.
+    fn infer_with_protos(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let mut outs = self.model.run(&x.to_device(Device::Cpu).to_kind(Kind::Float))?.into_iter();
+        let out = outs.next().ok_or_else(|| anyhow!("{}: the model has no outputs", self.model.path.display()))?;
+        let protos = if self.model.output_names.get(1).is_some_and(|n| n == "output1") { outs.next() } else { None };
+        Ok((out, protos))
+    }
 }
 
 pub fn evaluate_onnx(path: &Path, data: &DataConfig, imgsz: usize, batch_size: usize, opts: &EvalOptions) -> Result<EvalResult> {

@@ -22,6 +22,8 @@ pub struct Label {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LabelFile {
     pub rows: Vec<LabelRow>,
+    /// One normalized polygon per row (segmentation labels); empty polygons when the file holds boxes.
+    pub segments: Vec<Vec<[f32; 2]>>,
     pub warnings: Vec<String>,
 }
 
@@ -56,23 +58,34 @@ pub fn parse_labels(text: &str, nc: usize) -> Result<LabelFile, String> {
     if rows.is_empty() {
         return Ok(LabelFile::default());
     }
-    let mut table = if rows.iter().any(|r| r.len() > 6) { segments_to_boxes(&rows)? } else { parse_table(&rows)? };
+    let polygons = rows.iter().any(|r| r.len() > 6);
+    let mut table = if polygons { segments_to_boxes(&rows)? } else { parse_table(&rows)? };
     check_values(&table)?;
+    let mut segments: Vec<Vec<[f32; 2]>> =
+        if polygons { rows.iter().map(|r| parse_points(r)).collect::<Result<_, _>>()? } else { vec![Vec::new(); table.len()] };
     let mut warnings = Vec::new();
-    let dups = dedup_rows(&mut table);
-    if dups > 0 {
-        warnings.push(format!("{dups} duplicate labels removed"));
+    if let Some(kept) = dedup_rows(&mut table) {
+        warnings.push(format!("{} duplicate labels removed", segments.len() - kept.len()));
+        segments = kept.into_iter().map(|i| std::mem::take(&mut segments[i])).collect();
     }
     let mut out = Vec::with_capacity(table.len());
-    for r in table {
+    let mut kept_segments = Vec::with_capacity(table.len());
+    for (r, seg) in table.into_iter().zip(segments) {
         let class = r[0] as usize; // upstream truncates the class with astype(int)
         if class >= nc {
             warnings.push(format!("class {class} outside [0, {nc}), label dropped"));
             continue;
         }
         out.push(LabelRow { class, xywhn: [r[1], r[2], r[3], r[4]] });
+        kept_segments.push(seg);
     }
-    Ok(LabelFile { rows: out, warnings })
+    Ok(LabelFile { rows: out, segments: kept_segments, warnings })
+}
+
+/// A polygon row's points (upstream: `np.array(x[1:], dtype=np.float32).reshape(-1, 2)`).
+fn parse_points(row: &[&str]) -> Result<Vec<[f32; 2]>, String> {
+    let pts: Vec<f32> = row[1..].iter().map(|t| parse_f32(t)).collect::<Result<_, _>>()?;
+    Ok(pts.chunks_exact(2).map(|p| [p[0], p[1]]).collect())
 }
 
 /// numpy's float32 parse goes through Python float (f64) first.
@@ -124,19 +137,20 @@ fn check_values(table: &[[f32; 5]]) -> Result<(), String> {
     Ok(())
 }
 
-/// np.unique(rows, axis=0): only when duplicates exist are rows replaced by the
-/// lexicographically sorted unique rows. Returns how many were removed.
-fn dedup_rows(table: &mut Vec<[f32; 5]>) -> usize {
-    let mut sorted = table.clone();
+/// np.unique(rows, axis=0, return_index=True): only when duplicates exist are rows
+/// replaced by the lexicographically sorted unique rows; returns then the original
+/// index of each kept row (its first occurrence), so that polygons follow their rows.
+fn dedup_rows(table: &mut Vec<[f32; 5]>) -> Option<Vec<usize>> {
     let cmp =
         |a: &[f32; 5], b: &[f32; 5]| a.iter().zip(b).map(|(x, y)| x.partial_cmp(y).unwrap_or(Ordering::Equal)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal);
-    sorted.sort_by(cmp);
-    sorted.dedup_by(|a, b| cmp(a, b).is_eq());
-    let removed = table.len() - sorted.len();
-    if removed > 0 {
-        *table = sorted;
+    let mut order: Vec<usize> = (0..table.len()).collect();
+    order.sort_by(|&a, &b| cmp(&table[a], &table[b])); // stable: first occurrence first
+    order.dedup_by(|a, b| cmp(&table[*a], &table[*b]).is_eq());
+    if order.len() == table.len() {
+        return None;
     }
-    removed
+    *table = order.iter().map(|&i| table[i]).collect();
+    Some(order)
 }
 
 #[cfg(test)]
@@ -161,6 +175,15 @@ mod tests {
     #[test]
     fn empty_text_has_no_objects() {
         assert_eq!(parse_labels("  \n", 3).unwrap(), LabelFile::default());
+    }
+
+    #[test]
+    fn polygons_follow_their_rows_through_dedup_and_class_filter() {
+        let text = "3 0.5 0.5 0.6 0.5 0.6 0.6 0.5 0.6\n7 0.1 0.1 0.2 0.1 0.2 0.2 0.1 0.2\n1 0.2 0.2 0.3 0.2 0.3 0.3\n3 0.5 0.5 0.6 0.5 0.6 0.6 0.5 0.6\n";
+        let f = parse_labels(text, 6).unwrap();
+        assert_eq!(f.rows.iter().map(|r| r.class).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(f.segments.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(f.segments[0][0], [0.2, 0.2]);
     }
 
     #[test]
@@ -191,6 +214,7 @@ mod tests {
     #[test]
     fn segments_become_boxes() {
         let f = parse_labels("2 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n", 6).unwrap();
+        assert_eq!(f.segments, vec![vec![[0.1, 0.2], [0.5, 0.2], [0.5, 0.6], [0.1, 0.6]]]);
         let r = f.rows[0];
         assert_eq!(r.class, 2);
         assert_eq!(r.xywhn, [(0.1f32 + 0.5) / 2.0, (0.2f32 + 0.6) / 2.0, 0.5 - 0.1f32, 0.6 - 0.2f32]);

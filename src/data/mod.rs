@@ -8,6 +8,7 @@ pub mod image_io;
 pub mod labels;
 pub mod letterbox;
 pub mod mosaic;
+pub mod polygon_mask;
 pub mod resize;
 pub mod train_loader;
 pub mod val_set;

@@ -39,6 +39,8 @@ pub struct ValEntry {
     pub path: PathBuf,
     pub orig_hw: (usize, usize),
     pub rows: Vec<LabelRow>,
+    /// Normalized polygon per row (segmentation labels; empty for box labels).
+    pub segments: Vec<Vec<[f32; 2]>>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +73,8 @@ pub struct ValItem {
     pub pad: (f64, f64),
     /// Ground truth in original pixels, through upstream's f32 round trip.
     pub labels: Vec<Label>,
+    /// Each label's polygon in letterboxed (network input) pixels; empty for box labels.
+    pub segments: Vec<Vec<[f32; 2]>>,
 }
 
 impl ValSet {
@@ -182,7 +186,8 @@ impl ValSet {
         let ratio = (resized.height as f64 / e.orig_hw.0 as f64, resized.width as f64 / e.orig_hw.1 as f64);
         let geo = Geometry { resized_hw: resized.hw(), lb_ratio: lb.ratio, pad: lb.pad, canvas, gain: ratio.0, orig_hw: e.orig_hw };
         let labels = e.rows.iter().map(|r| Label { class: r.class, xyxy: geo.round_trip(r.xywhn) }).collect();
-        let item = ValItem { path: e.path.clone(), orig_hw: e.orig_hw, ratio, pad: lb.pad, labels };
+        let segments = e.segments.iter().map(|poly| geo.polygon_to_canvas(poly)).collect();
+        let item = ValItem { path: e.path.clone(), orig_hw: e.orig_hw, ratio, pad: lb.pad, labels, segments };
         Ok((to_chw(&lb.image), item))
     }
 }
@@ -280,7 +285,7 @@ fn verify(path: &Path, nc: usize) -> Result<(ValEntry, Vec<String>), String> {
     let label_path = label_path_for(path);
     let file = read_label_file(&label_path, nc).map_err(|why| corrupt(format!("{}: {why}", label_path.display())))?;
     let warnings = file.warnings.iter().map(|w| format!("{}: {w}", label_path.display())).collect();
-    Ok((ValEntry { path: path.to_path_buf(), orig_hw: img.hw(), rows: file.rows }, warnings))
+    Ok((ValEntry { path: path.to_path_buf(), orig_hw: img.hw(), rows: file.rows, segments: file.segments }, warnings))
 }
 
 /// Rectangular batch shapes (h, w) from the sorted aspect ratios.
@@ -358,6 +363,15 @@ impl Geometry {
         let xyxy = [pcx - pw2 / 2.0, pcy - ph2 / 2.0, pcx + pw2 / 2.0, pcy + ph2 / 2.0];
         scale_box_to_original(xyxy, self.gain, self.pad, self.orig_hw)
     }
+
+    /// Upstream `xyn2xy(segment, ratio[0] * w, ratio[1] * h, padw, padh)` on a float32
+    /// polygon: scale and pad are Python floats that numpy applies in f32.
+    fn polygon_to_canvas(&self, poly: &[[f32; 2]]) -> Vec<[f32; 2]> {
+        let sw = (self.lb_ratio.0 * self.resized_hw.1 as f64) as f32;
+        let sh = (self.lb_ratio.1 * self.resized_hw.0 as f64) as f32;
+        let (pw, ph) = (self.pad.0 as f32, self.pad.1 as f32);
+        poly.iter().map(|&[x, y]| [sw * x + pw, sh * y + ph]).collect()
+    }
 }
 
 #[cfg(test)]
@@ -365,7 +379,7 @@ mod tests {
     use super::*;
 
     fn entry(h: usize, w: usize) -> ValEntry {
-        ValEntry { path: PathBuf::new(), orig_hw: (h, w), rows: vec![] }
+        ValEntry { path: PathBuf::new(), orig_hw: (h, w), rows: vec![], segments: vec![] }
     }
 
     #[test]

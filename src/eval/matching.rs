@@ -29,11 +29,17 @@ pub fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 /// The correct matrix (one row per detection, one column per IoU threshold);
 /// detections and labels must be in the same (original) pixel space.
 pub fn process_batch(dets: &[Detection], labels: &[Label]) -> Vec<[bool; NUM_IOU]> {
+    let iou: Vec<Vec<f32>> = labels.iter().map(|l| dets.iter().map(|d| box_iou(&l.xyxy, &d.xyxy)).collect()).collect();
+    correct_from_iou(dets, labels, &iou)
+}
+
+/// The correct matrix from a (label × detection) IoU matrix: boxes, or masks
+/// (segment/val.py's `process_batch(..., masks=True)` matches the same way).
+pub fn correct_from_iou(dets: &[Detection], labels: &[Label], iou: &[Vec<f32>]) -> Vec<[bool; NUM_IOU]> {
     let mut correct = vec![[false; NUM_IOU]; dets.len()];
     if dets.is_empty() || labels.is_empty() {
         return correct;
     }
-    let iou: Vec<Vec<f32>> = labels.iter().map(|l| dets.iter().map(|d| box_iou(&l.xyxy, &d.xyxy)).collect()).collect();
     for (t, &thr) in IOU_THRESHOLDS.iter().enumerate() {
         // (label, detection, iou) in torch.where's row-major order
         let mut matches: Vec<(usize, usize, f32)> = Vec::new();

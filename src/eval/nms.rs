@@ -40,46 +40,53 @@ pub fn non_max_suppression(pred: &[f32], nc: usize, cfg: &NmsConfig) -> Vec<Dete
     let mut scores = vec![0f32; nc];
     for a in 0..anchors {
         scores.iter_mut().enumerate().for_each(|(c, s)| *s = at(4 + c, a));
-        push_candidates(&mut cands, [at(0, a), at(1, a), at(2, a), at(3, a)], &scores, cfg);
+        push_candidates(&mut cands, a, [at(0, a), at(1, a), at(2, a), at(3, a)], &scores, cfg);
     }
-    suppress(cands, cfg)
+    suppress(cands, cfg).into_iter().map(|(d, _)| d).collect()
 }
 
 /// NMS over anchor rows, row-major (k, 4 + nc), in anchor order; rows may be
 /// pre-filtered to those whose best score exceeds the threshold.
 pub fn non_max_suppression_rows(rows: &[f32], nc: usize, cfg: &NmsConfig) -> Vec<Detection> {
-    assert!(nc > 0 && rows.len().is_multiple_of(4 + nc), "rows are not k x (4 + nc)");
+    non_max_suppression_indexed(rows, 4 + nc, nc, cfg).into_iter().map(|(d, _)| d).collect()
+}
+
+/// As [`non_max_suppression_rows`] for rows of `width` ≥ 4 + nc values (a segmentation
+/// head appends its mask coefficients, upstream's `nm`); each kept detection comes
+/// with the index of its row.
+pub fn non_max_suppression_indexed(rows: &[f32], width: usize, nc: usize, cfg: &NmsConfig) -> Vec<(Detection, usize)> {
+    assert!(nc > 0 && width >= 4 + nc && rows.len().is_multiple_of(width), "rows are not k x width");
     let mut cands = Vec::new();
-    for r in rows.chunks_exact(4 + nc) {
-        push_candidates(&mut cands, [r[0], r[1], r[2], r[3]], &r[4..], cfg);
+    for (i, r) in rows.chunks_exact(width).enumerate() {
+        push_candidates(&mut cands, i, [r[0], r[1], r[2], r[3]], &r[4..4 + nc], cfg);
     }
     suppress(cands, cfg)
 }
 
-fn push_candidates(out: &mut Vec<Detection>, [cx, cy, w, h]: [f32; 4], scores: &[f32], cfg: &NmsConfig) {
+fn push_candidates(out: &mut Vec<(Detection, usize)>, row: usize, [cx, cy, w, h]: [f32; 4], scores: &[f32], cfg: &NmsConfig) {
     let xyxy = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
     if cfg.multi_label && scores.len() > 1 {
         for (class, &conf) in scores.iter().enumerate() {
             if conf > cfg.conf_thres {
-                out.push(Detection { xyxy, conf, class });
+                out.push((Detection { xyxy, conf, class }, row));
             }
         }
     } else {
         // first maximum, like torch.max
         let (class, conf) = scores.iter().copied().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, s)| if s > b.1 { (i, s) } else { b });
         if conf > cfg.conf_thres {
-            out.push(Detection { xyxy, conf, class });
+            out.push((Detection { xyxy, conf, class }, row));
         }
     }
 }
 
 /// Greedy NMS in descending confidence (stable for ties), suppressing IoU > threshold.
-fn suppress(mut cands: Vec<Detection>, cfg: &NmsConfig) -> Vec<Detection> {
-    cands.sort_by(|a, b| b.conf.total_cmp(&a.conf));
+fn suppress(mut cands: Vec<(Detection, usize)>, cfg: &NmsConfig) -> Vec<(Detection, usize)> {
+    cands.sort_by(|a, b| b.0.conf.total_cmp(&a.0.conf));
     cands.truncate(cfg.max_nms);
     let boxes: Vec<[f32; 4]> = cands
         .iter()
-        .map(|d| {
+        .map(|(d, _)| {
             let off = if cfg.agnostic { 0.0 } else { d.class as f32 * cfg.max_wh };
             d.xyxy.map(|v| v + off)
         })
@@ -171,6 +178,15 @@ mod tests {
         assert_eq!(d.iter().map(|x| x.xyxy[0] as i32).collect::<Vec<_>>(), vec![895, 795, 695]);
         let cfg = NmsConfig { max_nms: 2, ..Default::default() };
         assert_eq!(non_max_suppression(&dense(&rows), 1, &cfg).len(), 2);
+    }
+
+    #[test]
+    fn indexed_rows_carry_extra_columns_and_their_row() {
+        // rows of 4 + nc + 2: the last two columns (mask coefficients) are not scores
+        let rows = [[5.0, 5.0, 10.0, 10.0, 0.2, 0.9, 0.99], [6.0, 5.0, 10.0, 10.0, 0.95, 0.0, 0.99]];
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let d = non_max_suppression_indexed(&flat, 7, 2, &NmsConfig::default());
+        assert_eq!(d.iter().map(|(d, r)| (d.class, *r)).collect::<Vec<_>>(), vec![(0, 1), (1, 0)]);
     }
 
     #[test]

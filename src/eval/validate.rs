@@ -3,9 +3,10 @@
 //! matching on the CPU in parallel, then upstream's metrics.
 
 use super::coco_json::{write_coco_json, CocoImage};
-use super::matching::{process_batch, to_original_space};
+use super::masks::{label_masks, mask_iou, predicted_masks};
+use super::matching::{correct_from_iou, process_batch, to_original_space, NUM_IOU};
 use super::metrics::{EvalStats, ValMetrics};
-use super::nms::{non_max_suppression_rows, NmsConfig};
+use super::nms::{non_max_suppression_indexed, Detection, NmsConfig};
 use crate::data::val_set::{ValBatch, ValSet};
 use crate::model::detector::Detector;
 use anyhow::Result;
@@ -16,6 +17,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+/// segment/val.py's default NMS IoU threshold.
+pub const SEG_IOU_THRES: f64 = 0.6;
+
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
     pub imgsz: usize,
@@ -24,6 +28,8 @@ pub struct EvalOptions {
     /// fp16 inference (val.py's default on CUDA).
     pub half: bool,
     pub nms: NmsConfig,
+    /// NMS IoU threshold for segmentation models (segment/val.py's default 0.6; val.py's is 0.7).
+    pub seg_iou_thres: f64,
     /// Write COCO `annotations.json` / `predictions.json` into `out_dir`.
     pub save_json: bool,
     pub out_dir: Option<PathBuf>,
@@ -32,7 +38,17 @@ pub struct EvalOptions {
 
 impl EvalOptions {
     pub fn new(imgsz: usize, batch_size: usize, device: Device) -> Self {
-        EvalOptions { imgsz, batch_size, device, half: device.is_cuda(), nms: NmsConfig::default(), save_json: false, out_dir: None, progress: true }
+        EvalOptions {
+            imgsz,
+            batch_size,
+            device,
+            half: device.is_cuda(),
+            nms: NmsConfig::default(),
+            seg_iou_thres: SEG_IOU_THRES,
+            save_json: false,
+            out_dir: None,
+            progress: true,
+        }
     }
 
     pub fn in_dir(&self, dir: &std::path::Path) -> Self {
@@ -50,7 +66,10 @@ pub struct Speed {
 
 #[derive(Clone, Debug)]
 pub struct EvalResult {
+    /// Box metrics (the only ones for detection models).
     pub metrics: ValMetrics,
+    /// Segmentation models: mask metrics (segment/val.py's `Mask(P R mAP50 mAP50-95)`).
+    pub mask: Option<ValMetrics>,
     pub speed: Speed,
     pub wall_s: f64,
 }
@@ -62,10 +81,14 @@ impl std::ops::Deref for EvalResult {
     }
 }
 
-/// Anything that maps a (B,3,H,W) float batch in [0,1] to (B, 4+nc, A).
+/// Anything that maps a (B,3,H,W) float batch in [0,1] to (B, 4+nc, A), or, for
+/// segmentation models, to (B, 4+nc+nm, A) and the prototypes (B, nm, H/4, W/4).
 pub trait Infer: Sync {
     fn infer(&self, x: &Tensor) -> Result<Tensor>;
     fn names(&self) -> &[String];
+    fn infer_with_protos(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.infer(x)?, None))
+    }
 }
 
 /// A detector prepared for inference: an fp16 copy when asked.
@@ -81,6 +104,17 @@ impl Infer for Prepared<'_> {
     }
     fn names(&self) -> &[String] {
         &self.model.names
+    }
+    fn infer_with_protos(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let m = self.half.as_ref().unwrap_or(self.model);
+        let g = &m.graph;
+        match g.proto {
+            Some(p) => {
+                let mut vals = tch::no_grad(|| m.run(x, &[g.output, p]));
+                Ok((vals.take(g.output), Some(vals.take(p))))
+            }
+            None => Ok((self.infer(x)?, None)),
+        }
     }
 }
 
@@ -109,6 +143,7 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
     let kind = if opts.half { Kind::Half } else { Kind::Float };
     let bar = progress(set.num_batches(), opts.progress);
     let mut stats = EvalStats::default();
+    let mut mask_stats: Option<EvalStats> = None;
     let mut coco = Vec::new();
     let (mut t_pre, mut t_inf, mut t_nms) = (0.0, 0.0, 0.0);
     let nc = m.names().len();
@@ -118,23 +153,35 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
         let x = Tensor::from_slice(&batch.images).view([batch.batch as i64, 3, batch.height as i64, batch.width as i64]).to_device(opts.device).to_kind(kind)
             / 255.0;
         let t1 = sync(opts.device, t0, &mut t_pre);
-        let out = m.infer(&x)?;
+        let (out, protos) = m.infer_with_protos(&x)?;
         let t2 = sync(opts.device, t1, &mut t_inf);
+        let width = out.size()[1] as usize;
+        let nms = if protos.is_some() { NmsConfig { iou_thres: opts.seg_iou_thres, ..opts.nms } } else { opts.nms };
         let per_image = candidates(&out, opts.nms.conf_thres as f64, nc);
-        let results: Vec<_> = per_image
+        let results: Vec<ImageResult> = per_image
             .par_iter()
             .zip(&batch.items)
             .map(|(rows, item)| {
-                let dets = to_original_space(&non_max_suppression_rows(rows, nc, &opts.nms), item);
+                let kept = non_max_suppression_indexed(rows, width, nc, &nms);
+                let input_space: Vec<Detection> = kept.iter().map(|(d, _)| *d).collect();
+                let dets = to_original_space(&input_space, item);
                 let correct = process_batch(&dets, &item.labels);
-                (dets, correct)
+                let coeffs = kept.iter().flat_map(|&(_, r)| rows[r * width + 4 + nc..(r + 1) * width].iter().copied()).collect();
+                ImageResult { input_space, dets, correct, coeffs }
             })
             .collect();
+        if let Some(protos) = &protos {
+            let correct = mask_correct(protos, &results, &batch)?;
+            let ms = mask_stats.get_or_insert_with(EvalStats::default);
+            for ((r, c), item) in results.iter().zip(correct).zip(&batch.items) {
+                ms.add_image(&r.dets, &c, &item.labels);
+            }
+        }
         t_nms += t2.elapsed().as_secs_f64();
-        for ((dets, correct), item) in results.into_iter().zip(&batch.items) {
-            stats.add_image(&dets, &correct, &item.labels);
+        for (r, item) in results.into_iter().zip(&batch.items) {
+            stats.add_image(&r.dets, &r.correct, &item.labels);
             if opts.save_json {
-                coco.push(CocoImage { path: item.path.clone(), orig_hw: item.orig_hw, labels: item.labels.clone(), detections: dets });
+                coco.push(CocoImage { path: item.path.clone(), orig_hw: item.orig_hw, labels: item.labels.clone(), detections: r.dets });
             }
         }
         bar.inc(1);
@@ -147,7 +194,36 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
             write_coco_json(dir, &coco, m.names())?;
         }
     }
-    Ok(EvalResult { metrics: stats.finish(m.names()), speed, wall_s: start.elapsed().as_secs_f64() })
+    let mask = mask_stats.map(|s| s.finish(m.names()));
+    Ok(EvalResult { metrics: stats.finish(m.names()), mask, speed, wall_s: start.elapsed().as_secs_f64() })
+}
+
+/// One image after NMS: detections in input and original pixels, box correct matrix,
+/// and the kept detections' mask coefficients (n × nm, empty for detection models).
+struct ImageResult {
+    input_space: Vec<Detection>,
+    dets: Vec<Detection>,
+    correct: Vec<[bool; NUM_IOU]>,
+    coeffs: Vec<f32>,
+}
+
+/// The mask correct matrix of every image of a batch (segment/val.py `process_batch(masks=True)`).
+fn mask_correct(protos: &Tensor, results: &[ImageResult], batch: &ValBatch) -> Result<Vec<Vec<[bool; NUM_IOU]>>> {
+    let protos = protos.to_kind(Kind::Float);
+    let input_hw = (batch.height, batch.width);
+    let preds: Vec<_> = results.iter().enumerate().map(|(i, r)| predicted_masks(&protos.get(i as i64), &r.coeffs, &r.input_space, input_hw)).collect();
+    Ok(results
+        .par_iter()
+        .zip(&preds)
+        .zip(&batch.items)
+        .map(|((r, pred), item)| {
+            if r.dets.is_empty() || item.labels.is_empty() {
+                return vec![[false; NUM_IOU]; r.dets.len()];
+            }
+            let gt = label_masks(&item.segments, input_hw, (pred.h, pred.w));
+            correct_from_iou(&r.dets, &item.labels, &mask_iou(&gt, pred))
+        })
+        .collect())
 }
 
 fn sync(device: Device, since: Instant, acc: &mut f64) -> Instant {
@@ -158,15 +234,15 @@ fn sync(device: Device, since: Instant, acc: &mut f64) -> Instant {
     Instant::now()
 }
 
-/// Rows (anchor × (4+nc)) whose best class score beats `conf`, per image, on the CPU.
+/// Rows (anchor × (4+nc[+nm])) whose best class score beats `conf`, per image, on the CPU.
 fn candidates(out: &Tensor, conf: f64, nc: usize) -> Vec<Vec<f32>> {
     let out = out.to_kind(Kind::Float).transpose(1, 2); // (B, A, 4+nc)
     let b = out.size()[0];
     let mask = out.narrow(2, 4, nc as i64).amax([-1i64].as_slice(), false).gt(conf);
+    let width = out.size()[2] as usize;
     let counts = Vec::<i64>::try_from(mask.sum_dim_intlist([1i64].as_slice(), false, Kind::Int64).to_device(Device::Cpu)).unwrap_or_default();
     let rows = out.masked_select(&mask.unsqueeze(-1)).to_device(Device::Cpu);
     let flat = Vec::<f32>::try_from(rows).unwrap_or_default();
-    let width = 4 + nc;
     let mut per_image = Vec::with_capacity(b as usize);
     let mut offset = 0;
     for c in counts {

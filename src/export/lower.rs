@@ -23,8 +23,10 @@ pub struct ShapePlan {
 
 /// What the lowered graph produced.
 pub struct Lowered {
-    /// Name of the (B, 4+nc, A) output.
+    /// Name of the (B, 4+nc[+nm], A) output.
     pub output: String,
+    /// Segmentation models: the prototypes' output name and static (H/4, W/4).
+    pub proto: Option<(String, Option<(i64, i64)>)>,
     /// A, the number of anchors (fixed for static sizes).
     pub anchors: Dim,
 }
@@ -33,9 +35,10 @@ pub fn tensor_f32(t: &tch::Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?)
 }
 
-/// Lowers every node the eval output depends on; the output gets `output_name`.
-pub fn lower_graph(g: &mut OnnxGraph, graph: &Graph, qdq: &mut QdqEmitter, images: &str, plan: &ShapePlan, output_name: &str) -> Result<Lowered> {
-    let needed = needed_nodes(graph, graph.output);
+/// Lowers every node the eval output (and the prototypes) depend on; they get `output_names`.
+pub fn lower_graph(g: &mut OnnxGraph, graph: &Graph, qdq: &mut QdqEmitter, images: &str, plan: &ShapePlan, output_names: [&str; 2]) -> Result<Lowered> {
+    let [output_name, proto_name] = output_names;
+    let needed = needed_nodes(graph);
     let mut names: Vec<Option<String>> = vec![None; graph.num_values];
     names[graph.input] = Some(images.to_string());
     let mut anchors = Dim::Sym("anchors".into());
@@ -62,8 +65,12 @@ pub fn lower_graph(g: &mut OnnxGraph, graph: &Graph, qdq: &mut QdqEmitter, image
                 if let Some(ls) = &level_sizes {
                     anchors = Dim::Fixed(ls.iter().map(|(h, w)| h * w).sum());
                 }
-                let out = g.reserve(output_name)?;
+                let out = if node.outputs[0] == graph.output { g.reserve(output_name)? } else { g.fresh(&format!("{}/output", node.name)) };
                 vec![decode(g, node, d, &xs, level_sizes.as_deref(), qdq, out)?]
+            }
+            Op::AppendCoeffs => {
+                let out = g.reserve(output_name)?;
+                vec![append_coeffs(g, node, graph, &xs, out)]
             }
             _ => lower_node(g, graph, node, &xs, plan, qdq)?,
         };
@@ -77,7 +84,28 @@ pub fn lower_graph(g: &mut OnnxGraph, graph: &Graph, qdq: &mut QdqEmitter, image
         }
     }
     let output = names[graph.output].clone().ok_or_else(|| anyhow!("the model output was not exported"))?;
-    Ok(Lowered { output, anchors })
+    let proto = match graph.proto {
+        Some(p) => {
+            let value = names[p].clone().ok_or_else(|| anyhow!("the prototypes were not exported"))?;
+            let name = g.reserve(proto_name)?;
+            g.node_named("Identity", "", proto_name, &[&value], vec![name.clone()], vec![]);
+            Some((name, plan.sizes.as_ref().and_then(|s| s[p])))
+        }
+        None => None,
+    };
+    Ok(Lowered { output, proto, anchors })
+}
+
+/// `model::forward::append_coeffs`: each (B, nm, H, W) coefficient map flattened to
+/// (B, nm, H·W), concatenated over levels, appended to the detections' rows.
+fn append_coeffs(g: &mut OnnxGraph, node: &Node, graph: &Graph, xs: &[String], out: String) -> String {
+    let p = node.name.as_str();
+    let nm = graph.channels[node.inputs[1]];
+    let flat_shape = g.const_i64(&[0, nm, -1]);
+    let flat: Vec<String> = xs[1..].iter().enumerate().map(|(i, m)| g.node("Reshape", &format!("{p}/flatten{i}"), &[m, &flat_shape], vec![])).collect();
+    let refs: Vec<&str> = flat.iter().map(String::as_str).collect();
+    let coeffs = g.node("Concat", &format!("{p}/cat"), &refs, vec![("axis", Attr::Int(2))]);
+    g.node_named("Concat", "", p, &[&xs[0], &coeffs], vec![out], vec![("axis", Attr::Int(1))]).remove(0)
 }
 
 fn pads(p: i64) -> Attr {
@@ -154,6 +182,7 @@ fn lower_node(g: &mut OnnxGraph, graph: &Graph, node: &Node, xs: &[String], plan
             vec![acc]
         }
         Op::Detect(_) => unreachable!("Detect is lowered by decode"),
+        Op::AppendCoeffs => unreachable!("AppendCoeffs is lowered with the output name"),
     })
 }
 

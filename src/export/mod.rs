@@ -179,6 +179,9 @@ fn names_dict(names: &[String]) -> String {
 /// Builds the ONNX model in memory.
 pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let graph = &model.graph;
+    if graph.is_segmentation() && opts.end2end.is_some() {
+        bail!("{}: end-to-end export of segmentation models is not supported yet (export without --end2end)", model.source.display());
+    }
     let max_stride = graph.strides.iter().cloned().fold(1.0, f64::max).round() as i64;
     opts.validate(max_stride)?;
     let opset = opts.opset();
@@ -188,7 +191,7 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let sizes = if opts.dynamic {
         None
     } else {
-        let needed = shapes::needed_nodes(graph, graph.output);
+        let needed = shapes::needed_nodes(graph);
         Some(shapes::spatial_sizes(graph, &needed, h, w)?)
     };
     let hw = if opts.dynamic { [Dim::Sym("height".into()), Dim::Sym("width".into())] } else { [Dim::Fixed(h), Dim::Fixed(w)] };
@@ -198,14 +201,22 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let images = g.add_input("images", Elem::F32, &input_dims)?;
     let mut qdq = QdqEmitter::new(model.quant.as_ref().map(|q| &q.table));
     let plan = ShapePlan { batch: batch.clone(), sizes };
-    let lowered = lower_graph(&mut g, graph, &mut qdq, &images, &plan, "output0")?;
-    let output0 = TensorSpec { name: lowered.output.clone(), dims: vec![batch.clone(), Dim::Fixed(4 + nc), lowered.anchors.clone()], elem: Elem::F32 };
+    let lowered = lower_graph(&mut g, graph, &mut qdq, &images, &plan, ["output0", "output1"])?;
+    let rows = 4 + nc + graph.nm as i64;
+    let output0 = TensorSpec { name: lowered.output.clone(), dims: vec![batch.clone(), Dim::Fixed(rows), lowered.anchors.clone()], elem: Elem::F32 };
+    let output1 = lowered.proto.as_ref().map(|(name, hw)| {
+        let hw = hw.map_or_else(|| [Dim::Sym("proto_height".into()), Dim::Sym("proto_width".into())], |(h, w)| [Dim::Fixed(h), Dim::Fixed(w)]);
+        TensorSpec { name: name.clone(), dims: vec![batch.clone(), Dim::Fixed(graph.nm as i64), hw[0].clone(), hw[1].clone()], elem: Elem::F32 }
+    });
 
     let mut domains = Vec::new();
     let outputs = match &opts.end2end {
         None => {
-            g.add_output(&output0.name, Elem::F32, &output0.dims);
-            vec![output0]
+            let outs: Vec<TensorSpec> = std::iter::once(output0).chain(output1).collect();
+            for o in &outs {
+                g.add_output(&o.name, Elem::F32, &o.dims);
+            }
+            outs
         }
         Some(e) => {
             end2end::append(&mut g, e, &lowered.output, &images, nc, &batch, opset)?;

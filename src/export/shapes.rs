@@ -50,7 +50,7 @@ pub fn spatial_sizes(graph: &Graph, needed: &[bool], h: i64, w: i64) -> Result<V
                 Some(first)
             }
             Op::Split { .. } => Some(get(0)?),
-            Op::Detect(_) => None,
+            Op::Detect(_) | Op::AppendCoeffs => None,
         };
         if let Some((oh, ow)) = out {
             if oh <= 0 || ow <= 0 {
@@ -64,18 +64,13 @@ pub fn spatial_sizes(graph: &Graph, needed: &[bool], h: i64, w: i64) -> Result<V
     Ok(size)
 }
 
-/// Which nodes the value `target` depends on (the eval output: the main branch of a dual head only).
-pub fn needed_nodes(graph: &Graph, target: usize) -> Vec<bool> {
-    let mut needed = vec![false; graph.nodes.len()];
-    let mut want = vec![false; graph.num_values];
-    want[target] = true;
-    for (i, n) in graph.nodes.iter().enumerate().rev() {
-        if n.outputs.iter().any(|&o| want[o]) {
-            needed[i] = true;
-            for &v in &n.inputs {
-                want[v] = true;
-            }
-        }
-    }
-    needed
+/// Which nodes the exported outputs depend on (the eval output, the main branch of a
+/// dual head only, and a segmentation head's prototypes).
+pub fn needed_nodes(graph: &Graph) -> Vec<bool> {
+    graph.needed_nodes(&export_values(graph))
+}
+
+/// The model values that become ONNX outputs: `output0`, and `output1` (prototypes) when there are any.
+pub fn export_values(graph: &Graph) -> Vec<usize> {
+    std::iter::once(graph.output).chain(graph.proto).collect()
 }

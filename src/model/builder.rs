@@ -154,6 +154,15 @@ impl<'a> Builder<'a> {
         y
     }
 
+    /// (B, 4+nc, A) detections with the coefficient maps appended: (B, 4+nc+nm, A).
+    pub fn append_coeffs(&mut self, name: &str, detections: ValueId, maps: &[ValueId]) -> ValueId {
+        let nm: i64 = self.channels[maps[0]];
+        let y = self.new_value(self.channels[detections] + nm, 0);
+        let inputs = std::iter::once(detections).chain(maps.iter().copied()).collect();
+        self.push(name, Op::AppendCoeffs, inputs, vec![y]);
+        y
+    }
+
     pub fn finish(self, input: ValueId, layers: Vec<Layer>, heads: Heads, nc: usize) -> Graph {
         Graph {
             num_values: self.channels.len(),
@@ -165,6 +174,8 @@ impl<'a> Builder<'a> {
             heads: heads.maps,
             strides: heads.strides,
             nc,
+            nm: heads.nm,
+            proto: heads.proto,
             channels: self.channels,
             value_stride: self.value_stride,
         }
@@ -177,4 +188,7 @@ pub struct Heads {
     pub output_aux: Option<ValueId>,
     pub maps: Vec<ValueId>,
     pub strides: Vec<f64>,
+    /// Segmentation heads: mask prototypes and coefficients per anchor.
+    pub proto: Option<ValueId>,
+    pub nm: usize,
 }

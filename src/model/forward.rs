@@ -128,6 +128,7 @@ fn eval_node(node: &Node, xs: &[Tensor], hook: &mut dyn QuantHook) -> Vec<Tensor
         Op::Split { sizes } => return xs[0].split_with_sizes(sizes.as_slice(), 1),
         Op::Add => xs[1..].iter().fold(xs[0].shallow_clone(), |acc, x| acc + x),
         Op::Detect(d) => decode(d, xs, node.quant.internal, hook),
+        Op::AppendCoeffs => append_coeffs(xs),
     };
     let y = match node.quant.output {
         Some(s) if s.enabled => hook.activation(s.quant, &y),
@@ -155,6 +156,14 @@ pub fn activate(y: Tensor, act: Activation) -> Tensor {
         }
         Activation::Identity => y,
     }
+}
+
+/// Upstream `DSegment.forward`: each level's (B, nm, H, W) coefficients flattened
+/// to (B, nm, H·W), concatenated over levels, appended to the detections' rows.
+fn append_coeffs(xs: &[Tensor]) -> Tensor {
+    let b = xs[0].size()[0];
+    let flat: Vec<Tensor> = xs[1..].iter().map(|m| m.reshape([b, m.size()[1], -1])).collect();
+    Tensor::cat(&[xs[0].shallow_clone(), Tensor::cat(&flat, 2).to_kind(xs[0].kind())], 1)
 }
 
 /// Anchor centres (2, A) and their strides (1, A) for maps of these sizes.

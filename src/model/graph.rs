@@ -70,6 +70,9 @@ pub enum Op {
     /// Element-wise sum of all inputs.
     Add,
     Detect(Detect),
+    /// A segmentation head's eval output: the decoded detections (input 0) with the
+    /// per-level mask-coefficient maps (inputs 1..) flattened and appended as rows.
+    AppendCoeffs,
 }
 
 impl Op {
@@ -84,6 +87,7 @@ impl Op {
             Op::Split { .. } => "Split",
             Op::Add => "Add",
             Op::Detect(_) => "Detect",
+            Op::AppendCoeffs => "AppendCoeffs",
         }
     }
 }
@@ -142,13 +146,17 @@ pub struct Graph {
     pub num_values: usize,
     pub input: ValueId,
     pub layers: Vec<Layer>,
-    /// The eval output (B, 4+nc, A); for dual heads, the main branch.
+    /// The eval output (B, 4+nc+nm, A); for dual heads, the main branch.
     pub output: ValueId,
     pub output_aux: Option<ValueId>,
     /// Raw detect-head maps (B, 4*reg_max+nc, H, W) per level, main branch.
     pub heads: Vec<ValueId>,
     pub strides: Vec<f64>,
     pub nc: usize,
+    /// Mask coefficients per anchor (0 for detection models).
+    pub nm: usize,
+    /// Segmentation models: the mask prototypes (B, nm, H/4, W/4).
+    pub proto: Option<ValueId>,
     /// Per value: its channel count and its spatial stride relative to the input.
     pub channels: Vec<i64>,
     pub value_stride: Vec<i64>,
@@ -199,6 +207,10 @@ impl Graph {
         self.output_aux.is_some()
     }
 
+    pub fn is_segmentation(&self) -> bool {
+        self.proto.is_some()
+    }
+
     /// A deep copy (own storage), e.g. the teacher of QAT.
     pub fn deep_clone(&self) -> Graph {
         let nodes = self
@@ -223,6 +235,8 @@ impl Graph {
             heads: self.heads.clone(),
             strides: self.strides.clone(),
             nc: self.nc,
+            nm: self.nm,
+            proto: self.proto,
             channels: self.channels.clone(),
             value_stride: self.value_stride.clone(),
         }
@@ -261,6 +275,7 @@ fn clone_op(op: &Op) -> Op {
         Op::Concat => Op::Concat,
         Op::Split { sizes } => Op::Split { sizes: sizes.clone() },
         Op::Add => Op::Add,
+        Op::AppendCoeffs => Op::AppendCoeffs,
         Op::Detect(d) => Op::Detect(Detect { nc: d.nc, reg_max: d.reg_max, strides: d.strides.clone(), dfl_weight: d.dfl_weight.copy() }),
     }
 }

@@ -34,7 +34,14 @@ pub fn summary(model: &Detector, imgsz: i64) -> String {
     let _ = writeln!(s, "classes    {} ({})", g.nc, model.names.join(", "));
     let _ = writeln!(s, "strides    {:?}", g.strides);
     let _ = writeln!(s, "activation {}", model.cfg.activation.name());
-    let _ = writeln!(s, "head       {}", if g.is_dual() { "dual (DualDDetect, auxiliary branch)" } else { "single (DDetect)" });
+    let head = if g.is_dual() {
+        "dual (DualDDetect, auxiliary branch)".to_string()
+    } else if g.is_segmentation() {
+        format!("segmentation (DSegment, {} mask coefficients)", g.nm)
+    } else {
+        "single (DDetect)".to_string()
+    };
+    let _ = writeln!(s, "head       {head}");
     match &model.quant {
         Some(q) => {
             let _ = write!(s, "quantized  {} quantizers, {} tie groups, calibration {}", q.table.len(), q.groups.len(), q.calib_method);

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod info;
 pub mod parse;
 pub mod reparam;
+pub mod segment;
 pub mod weights;
 
 pub use config::{Activation, ModelConfig};

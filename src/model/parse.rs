@@ -5,6 +5,7 @@ use super::builder::{Builder, ConvGeom, Heads};
 use super::config::{arg_i64, arg_list, make_divisible, ModelConfig};
 use super::detect::detect_branch;
 use super::graph::{Graph, Layer, ValueId};
+use super::segment::dsegment;
 use super::weights::WeightSource;
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -26,7 +27,7 @@ pub fn build(cfg: &ModelConfig, src: &mut dyn WeightSource) -> Result<Graph> {
             .with_context(|| format!("layer {i} ({} {:?})", spec.module, spec.args))?;
         layers.push(Layer { index: i, module: spec.module.clone(), from: spec.from.clone(), outputs });
     }
-    let heads = heads.ok_or_else(|| anyhow!("the model has no DDetect / DualDDetect layer"))?;
+    let heads = heads.ok_or_else(|| anyhow!("the model has no DDetect / DualDDetect / DSegment layer"))?;
     Ok(b.finish(input, layers, heads, cfg.nc))
 }
 
@@ -118,16 +119,24 @@ fn build_layer(
             let nc = cfg.nc as i64;
             let h = if module == "DDetect" {
                 let (output, maps) = detect_branch(b, name, &xs, nc, "cv2", "cv3", "dfl")?;
-                Heads { output, output_aux: None, strides: strides(b, &xs), maps }
+                Heads { output, output_aux: None, strides: strides(b, &xs), maps, proto: None, nm: 0 }
             } else {
                 let nl = xs.len() / 2;
                 let (aux, _) = detect_branch(b, name, &xs[..nl], nc, "cv2", "cv3", "dfl")?;
                 let (output, maps) = detect_branch(b, name, &xs[nl..], nc, "cv4", "cv5", "dfl2")?;
-                Heads { output, output_aux: Some(aux), strides: strides(b, &xs[nl..]), maps }
+                Heads { output, output_aux: Some(aux), strides: strides(b, &xs[nl..]), maps, proto: None, nm: 0 }
             };
             let out = h.output;
             *heads = Some(h);
             one(out)
+        }
+        "DSegment" => {
+            let xs: Vec<ValueId> = from.iter().map(|v| single(std::slice::from_ref(v))).collect::<Result<_>>()?;
+            let nm = arg_i64(args, 1, Some(32))?;
+            let h = dsegment(b, name, &xs, cfg.nc as i64, nm)?;
+            let outs = vec![h.output, h.proto.expect("a segmentation head has prototypes")];
+            *heads = Some(h);
+            Ok(outs)
         }
         other => bail!("module `{other}` is not supported"),
     }
