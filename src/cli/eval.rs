@@ -41,6 +41,9 @@ pub struct Args {
     /// fp32 inference on CUDA (default: fp16, as val.py).
     #[arg(long)]
     fp32: bool,
+    /// No pictures (PR/F1/P/R curves, confusion matrix, batch mosaics).
+    #[arg(long)]
+    noplots: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -55,6 +58,7 @@ pub fn run(a: Args) -> Result<()> {
     opts.save_json = a.use_pycocotools;
     opts.nms.conf_thres = a.conf_thres;
     opts.nms.iou_thres = a.iou_thres;
+    opts.plots = !a.noplots;
     let r = if a.weights.extension().is_some_and(|e| e == "onnx") {
         super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?
     } else {
@@ -68,6 +72,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     print_result(&r, a.verbose);
     write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&results_json(&r))?.as_bytes())?;
+    if !a.noplots {
+        crate::plots::eval::write(&dir, &r, &data.names)?;
+    }
     println!("results saved to {}", dir.display());
     Ok(())
 }

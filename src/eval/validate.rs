@@ -3,13 +3,15 @@
 //! matching on the CPU in parallel, then upstream's metrics.
 
 use super::coco_json::{write_coco_json, CocoImage};
+use super::confusion::ConfusionMatrix;
 use super::matching::{process_batch, to_original_space};
 use super::metrics::{EvalStats, ValMetrics};
 use super::nms::{non_max_suppression_rows, NmsConfig};
+use super::samples::{sample_batch, SampleBatch, SAMPLE_BATCHES};
 use crate::data::val_set::{ValBatch, ValSet};
 use crate::model::detector::Detector;
+use crate::progress::Progress;
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -28,11 +30,23 @@ pub struct EvalOptions {
     pub save_json: bool,
     pub out_dir: Option<PathBuf>,
     pub progress: bool,
+    /// Gather what the pictures need: the confusion matrix and the first batches.
+    pub plots: bool,
 }
 
 impl EvalOptions {
     pub fn new(imgsz: usize, batch_size: usize, device: Device) -> Self {
-        EvalOptions { imgsz, batch_size, device, half: device.is_cuda(), nms: NmsConfig::default(), save_json: false, out_dir: None, progress: true }
+        EvalOptions {
+            imgsz,
+            batch_size,
+            device,
+            half: device.is_cuda(),
+            nms: NmsConfig::default(),
+            save_json: false,
+            out_dir: None,
+            progress: true,
+            plots: false,
+        }
     }
 
     pub fn in_dir(&self, dir: &std::path::Path) -> Self {
@@ -53,6 +67,9 @@ pub struct EvalResult {
     pub metrics: ValMetrics,
     pub speed: Speed,
     pub wall_s: f64,
+    /// With `EvalOptions::plots`: val.py's confusion matrix and sampled batches.
+    pub confusion: Option<ConfusionMatrix>,
+    pub samples: Vec<SampleBatch>,
 }
 
 impl std::ops::Deref for EvalResult {
@@ -100,15 +117,21 @@ fn graph_device(model: &Detector) -> Device {
 
 /// Evaluates a model (already on `opts.device`) on `set`.
 pub fn evaluate(model: &Detector, set: &ValSet, opts: &EvalOptions) -> Result<EvalResult> {
-    let prepared = Prepared { model, half: opts.half.then(|| half_copy(model)) };
-    evaluate_with(&prepared, set, opts)
+    evaluate_with(&prepare(model, opts.half), set, opts)
+}
+
+/// A model ready for `Infer` (an fp16 copy with `half`), e.g. for `predict`.
+pub fn prepare(model: &Detector, half: bool) -> impl Infer + '_ {
+    Prepared { model, half: half.then(|| half_copy(model)) }
 }
 
 pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<EvalResult> {
     let start = Instant::now();
     let kind = if opts.half { Kind::Half } else { Kind::Float };
-    let bar = progress(set.num_batches(), opts.progress);
+    let mut bar = Progress::maybe(opts.progress, "eval", set.num_batches());
     let mut stats = EvalStats::default();
+    let mut confusion = opts.plots.then(|| ConfusionMatrix::new(m.names().len()));
+    let mut samples = Vec::new();
     let mut coco = Vec::new();
     let (mut t_pre, mut t_inf, mut t_nms) = (0.0, 0.0, 0.0);
     let nc = m.names().len();
@@ -125,21 +148,29 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
             .par_iter()
             .zip(&batch.items)
             .map(|(rows, item)| {
-                let dets = to_original_space(&non_max_suppression_rows(rows, nc, &opts.nms), item);
+                let boxed = non_max_suppression_rows(rows, nc, &opts.nms);
+                let dets = to_original_space(&boxed, item);
                 let correct = process_batch(&dets, &item.labels);
-                (dets, correct)
+                (boxed, dets, correct)
             })
             .collect();
         t_nms += t2.elapsed().as_secs_f64();
-        for ((dets, correct), item) in results.into_iter().zip(&batch.items) {
+        if opts.plots && samples.len() < SAMPLE_BATCHES {
+            let boxed: Vec<_> = results.iter().map(|r| r.0.clone()).collect();
+            samples.push(sample_batch(&batch, &boxed));
+        }
+        for ((_, dets, correct), item) in results.into_iter().zip(&batch.items) {
             stats.add_image(&dets, &correct, &item.labels);
+            if let Some(cm) = confusion.as_mut() {
+                cm.add_image(&dets, &item.labels);
+            }
             if opts.save_json {
                 coco.push(CocoImage { path: item.path.clone(), orig_hw: item.orig_hw, labels: item.labels.clone(), detections: dets });
             }
         }
         bar.inc(1);
     }
-    bar.finish_and_clear();
+    bar.finish();
     let n = set.len().max(1) as f64;
     let speed = Speed { preprocess: t_pre / n * 1e3, inference: t_inf / n * 1e3, nms: t_nms / n * 1e3 };
     if opts.save_json {
@@ -147,7 +178,7 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
             write_coco_json(dir, &coco, m.names())?;
         }
     }
-    Ok(EvalResult { metrics: stats.finish(m.names()), speed, wall_s: start.elapsed().as_secs_f64() })
+    Ok(EvalResult { metrics: stats.finish(m.names()), speed, wall_s: start.elapsed().as_secs_f64(), confusion, samples })
 }
 
 fn sync(device: Device, since: Instant, acc: &mut f64) -> Instant {
@@ -175,13 +206,4 @@ fn candidates(out: &Tensor, conf: f64, nc: usize) -> Vec<Vec<f32>> {
         offset += len;
     }
     per_image
-}
-
-fn progress(n: usize, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(ProgressStyle::with_template("  eval {bar:30} {pos}/{len} batches [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar
 }
