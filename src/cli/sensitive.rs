@@ -72,7 +72,10 @@ pub fn run(a: Args) -> Result<()> {
     model.to(device, Kind::Float);
     let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device);
     opts.progress = false;
-    let origin = if a.noplots { None } else { Some(evaluate(&model, &val, &opts)?.map) };
+    let origin = if a.noplots { None } else { Some(evaluate(&model, &val, &opts)?) };
+    if let Some(r) = &origin {
+        println!("{:<10} AP {:.4}  AP50 {:.4}", "Origin", r.map, r.map50);
+    }
     prepare_with(&mut model, &PrepareOptions { ties, dfl_unit_range: !a.calibrate_dfl, ..PrepareOptions::new(method) })?;
     let batches = loader.iter_forever(0).take(a.calib_batches).map(|b| batch_tensor(&b.images, b.batch, b.size, b.size, device));
     calibrate(&mut model, batches, method)?;
@@ -88,7 +91,7 @@ pub fn run(a: Args) -> Result<()> {
     write_atomic(&dir.join("summary-sensitive-analysis.json"), serde_json::to_string_pretty(&result.seed_summary())?.as_bytes())?;
     write_atomic(&dir.join("sensitivity.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
     if !a.noplots {
-        crate::plots::sensitivity::write(&dir.join("sensitivity.png"), &result, origin)?;
+        crate::plots::sensitivity::write(&dir.join("sensitivity.png"), &result, origin.map(|r| r.map))?;
     }
     println!("\nLayers ranked by AP gain when kept in floating point (PTQ AP {:.4}):", result.ptq_map);
     println!("{:<4} {:<10} {:>8} {:>8} {:>9}", "rank", "layer", "AP", "AP50", "gain");

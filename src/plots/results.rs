@@ -57,22 +57,47 @@ fn draw(area: &Area, epochs: &[EpochRecord], origin: Option<Level>, ptq: Option<
     let panels = area.split_evenly((2, 2));
     let ap = |e: &EpochRecord| e.ap;
     let ap50 = |e: &EpochRecord| e.ap50;
-    panel(&panels[0], "AP50-95", epochs, &ap, &[(origin.map(|l| l.ap), "Origin"), (ptq.map(|l| l.ap), "PTQ")])?;
-    panel(&panels[1], "AP50", epochs, &ap50, &[(origin.map(|l| l.ap50), "Origin"), (ptq.map(|l| l.ap50), "PTQ")])?;
+    panel(&panels[0], "AP50-95", epochs, &ap, &[(origin.map(|l| l.ap), "Origin"), (ptq.map(|l| l.ap), "PTQ")], plain)?;
+    panel(&panels[1], "AP50", epochs, &ap50, &[(origin.map(|l| l.ap50), "Origin"), (ptq.map(|l| l.ap50), "PTQ")], plain)?;
     let loss = |e: &EpochRecord| e.losses.first().map_or(f64::NAN, |l| l.1);
     let loss_name = epochs.first().and_then(|e| e.losses.first()).map_or("loss".to_string(), |l| format!("loss ({})", l.0));
-    panel(&panels[2], &loss_name, epochs, &loss, &[])?;
-    panel(&panels[3], "lr", epochs, &|e: &EpochRecord| e.lr, &[])
+    panel(&panels[2], &loss_name, epochs, &loss, &[], plain)?;
+    panel(&panels[3], "lr", epochs, &|e: &EpochRecord| e.lr, &[], sci)
+}
+
+fn plain(v: &f64) -> String {
+    format!("{v:.4}")
+}
+
+fn sci(v: &f64) -> String {
+    format!("{v:.1e}")
+}
+
+/// Epoch ticks on whole numbers only.
+fn whole(v: &f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
 }
 
 /// One metric per epoch (line with points) and horizontal reference levels.
-fn panel(area: &Area, title: &str, epochs: &[EpochRecord], value: &dyn Fn(&EpochRecord) -> f64, levels: &[(Option<f64>, &str)]) -> Result<()> {
+fn panel(
+    area: &Area,
+    title: &str,
+    epochs: &[EpochRecord],
+    value: &dyn Fn(&EpochRecord) -> f64,
+    levels: &[(Option<f64>, &str)],
+    fmt_y: fn(&f64) -> String,
+) -> Result<()> {
     let pts: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, value(e))).filter(|p| p.1.is_finite()).collect();
     let refs: Vec<(f64, &str)> = levels.iter().filter_map(|(v, n)| v.map(|v| (v, *n))).collect();
     let ys = pts.iter().map(|p| p.1).chain(refs.iter().map(|r| r.0));
     let (lo, hi) = ys.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
-    let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.01).max(1e-9);
+    // A flat series (a constant lr) gets a band around it rather than a sliver.
+    let pad = if hi - lo < hi.abs() * 1e-3 { (hi.abs() * 0.5).max(1e-9) } else { (hi - lo) * 0.1 };
     let (x0, x1) = (epochs.first().map_or(0.0, |e| e.epoch as f64) - 0.5, epochs.last().map_or(1.0, |e| e.epoch as f64) + 0.5);
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 22))
@@ -81,7 +106,16 @@ fn panel(area: &Area, title: &str, epochs: &[EpochRecord], value: &dyn Fn(&Epoch
         .y_label_area_size(80)
         .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))
         .map_err(err)?;
-    chart.configure_mesh().x_desc("epoch").label_style((FAMILY, 14)).axis_desc_style((FAMILY, 16)).light_line_style(WHITE).draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_label_formatter(&whole)
+        .y_label_formatter(&fmt_y)
+        .label_style((FAMILY, 14))
+        .axis_desc_style((FAMILY, 16))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
     let blue = RGBColor(31, 119, 180);
     chart.draw_series(LineSeries::new(pts.iter().copied(), blue.stroke_width(2))).map_err(err)?;
     chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, blue.filled()))).map_err(err)?;
@@ -92,7 +126,7 @@ fn panel(area: &Area, title: &str, epochs: &[EpochRecord], value: &dyn Fn(&Epoch
             .draw_series(std::iter::once(PathElement::new(vec![(x0, v), (x1, v)], color.stroke_width(2))))
             .map_err(err)?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 25, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
     }
     if !refs.is_empty() {
         chart

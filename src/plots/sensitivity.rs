@@ -16,7 +16,7 @@ pub fn write(path: &Path, s: &Sensitivity, origin_map: Option<f64>) -> Result<()
 
 fn draw(area: &Area, s: &Sensitivity, origin: Option<f64>) -> Result<()> {
     let ranked = s.ranked();
-    let n = ranked.len().max(1);
+    let n = ranked.len().max(2);
     let values = ranked.iter().map(|l| l.map).chain([s.ptq_map]).chain(origin);
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let pad = ((hi - lo) * 0.15).max(0.002);
@@ -26,7 +26,8 @@ fn draw(area: &Area, s: &Sensitivity, origin: Option<f64>) -> Result<()> {
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(80)
-        .build_cartesian_2d((0..n).into_segmented(), y0..y1)
+        // A segmented 0..k range has k + 1 slots: one per layer.
+        .build_cartesian_2d((0..n - 1).into_segmented(), y0..y1)
         .map_err(err)?;
     let label = |v: &SegmentValue<usize>| match v {
         SegmentValue::CenterOf(i) => ranked.get(*i).map(|l| l.layer.trim_start_matches("model.").to_string()).unwrap_or_default(),
@@ -41,6 +42,7 @@ fn draw(area: &Area, s: &Sensitivity, origin: Option<f64>) -> Result<()> {
         .label_style((FAMILY, 16))
         .axis_desc_style((FAMILY, 20))
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .draw()
         .map_err(err)?;
     let bar = RGBColor(70, 130, 180).filled();
@@ -57,7 +59,7 @@ fn draw(area: &Area, s: &Sensitivity, origin: Option<f64>) -> Result<()> {
             .draw_series(std::iter::once(PathElement::new(line, color.stroke_width(3))))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 30, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3)));
         Ok(())
     };
     level(s.ptq_map, RGBColor(220, 40, 40), format!("PTQ (all INT8) {:.4}", s.ptq_map))?;
