@@ -199,3 +199,43 @@ fn eval_noplots_and_predict_on_the_command_line() {
     run_cli(&[&pred[..], &["--name", "two", "--compare", WEIGHTS][..]].concat());
     assert_eq!(size_of(&dir.path().join("two/val_000000.jpg")), (2 * w + 4, h));
 }
+
+#[test]
+fn onnx_eval_draws_pictures_and_predict_reads_its_class_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    let onnx = dir.path().join("fp.onnx");
+    run_cli(&["export", "--weights", WEIGHTS, "--imgsz", "320", "--output", onnx.to_str().unwrap()]);
+    let o = onnx.to_str().unwrap();
+    run_cli(&["eval", "--weights", o, "--data", DATA, "--imgsz", "320", "--device", "cpu", "--project", p, "--name", "ev", "--exist-ok"]);
+    let ev = dir.path().join("ev");
+    assert_eq!(size_of(&ev.join("PR_curve.png")), CURVE_SIZE);
+    assert_eq!(size_of(&ev.join("confusion_matrix.png")), CONFUSION_SIZE);
+    // A static export runs one square 320 image per batch, so each mosaic holds one tile.
+    let (w, h) = mosaic_size(1, 320, 320);
+    for i in 0..3 {
+        assert_eq!(size_of(&ev.join(format!("val_batch{i}_pred.jpg"))), (w as u32, h as u32));
+    }
+    // Names come from the export's metadata; the FP checkpoint beside it has the same.
+    let src = "../shared/data/shapes-mini/images/val";
+    run_cli(&[
+        "predict",
+        "--weights",
+        o,
+        "--compare",
+        WEIGHTS,
+        "--source",
+        src,
+        "--imgsz",
+        "320",
+        "--device",
+        "cpu",
+        "--project",
+        p,
+        "--name",
+        "pr",
+        "--exist-ok",
+    ]);
+    let inputs = std::fs::read_dir(src).unwrap().count();
+    assert_eq!(std::fs::read_dir(dir.path().join("pr")).unwrap().count(), inputs, "one picture per input");
+}

@@ -94,8 +94,8 @@ fn open(weights: &Path, device: Device) -> Result<Model> {
     let label = weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if weights.extension().is_some_and(|e| e == "onnx") {
         let names = onnx_names(weights)?;
-        let (infer, fixed) = onnx_infer(weights, names)?;
-        return Ok(Model { label, infer, fixed, device: Device::Cpu });
+        let o = onnx_infer(weights, names)?;
+        return Ok(Model { label, infer: o.infer, fixed: o.fixed, device: Device::Cpu });
     }
     let mut model = load(weights)?;
     model.to(device, Kind::Float);

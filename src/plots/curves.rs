@@ -100,10 +100,27 @@ pub fn draw_chart(area: &Area, title: &str, (xlabel, ylabel): (&str, &str), line
         .build_cartesian_2d(0f64..1f64, 0f64..1f64)
         .map_err(err)?;
     chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style((FAMILY, 18)).axis_desc_style((FAMILY, 22)).light_line_style(WHITE).draw().map_err(err)?;
+    let (pw, ph) = chart.plotting_area().dim_in_pixel();
+    let px = (1.0 / pw.max(1) as f64, 1.0 / ph.max(1) as f64);
     for l in lines {
-        chart.draw_series(LineSeries::new(l.points.iter().copied(), l.color.stroke_width(l.width))).map_err(err)?;
+        for (dx, dy) in pen_offsets(l.width, px) {
+            let pts = l.points.iter().map(|&(x, y)| (x + dx, y + dy));
+            chart.draw_series(LineSeries::new(pts, l.color.stroke_width(1))).map_err(err)?;
+        }
     }
     draw_legend(&legend, lines)
+}
+
+/// A thick line as one-pixel lines shifted by up to width / 2 pixels across and down:
+/// plotters' wide strokes over 1000 short segments come out jagged.
+fn pen_offsets(width: u32, (px, py): (f64, f64)) -> Vec<(f64, f64)> {
+    let r = (width / 2) as i32;
+    let mut v = vec![(0.0, 0.0)];
+    for k in (1..=r).flat_map(|k| [k, -k]) {
+        v.push((k as f64 * px, 0.0));
+        v.push((0.0, k as f64 * py));
+    }
+    v
 }
 
 /// Legend rows: a short line in the series' colour, then its label.
