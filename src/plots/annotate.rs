@@ -13,6 +13,8 @@ pub enum Mark {
     Box { xyxy: [f32; 4], color: RGBColor, label: String },
     /// Text at a point (top-left).
     Text { at: (i32, i32), color: RGBColor, text: String },
+    /// White text on a filled tag, top-left at a point (a model's name on its picture).
+    Tag { at: (i32, i32), color: RGBColor, text: String },
     /// An unlabelled outline (mosaic tile borders).
     Frame { xyxy: [i32; 4], color: RGBColor, width: u32 },
 }
@@ -42,6 +44,7 @@ fn draw_mark(area: &Area, m: &Mark, s: Style) -> Result<()> {
         Mark::Box { xyxy, color, label } => box_label(area, xyxy.map(|v| v.round() as i32), *color, label, s),
         Mark::Text { at, color, text } => area.draw(&Text::new(text.as_str(), *at, (FAMILY, s.font_px).into_font().color(color))).map_err(err),
         Mark::Frame { xyxy, color, width } => outline(area, *xyxy, *color, *width),
+        Mark::Tag { at, color, text } => tag(area, *at, *color, text, s),
     }
 }
 
@@ -50,13 +53,22 @@ fn box_label(area: &Area, b: [i32; 4], color: RGBColor, label: &str, s: Style) -
     if label.is_empty() {
         return Ok(());
     }
-    let font = (FAMILY, s.font_px).into_font();
-    let (tw, th) = area.estimate_text_size(label, &TextStyle::from(font.clone())).map_err(err)?;
-    let (tw, th) = (tw as i32, th as i32);
+    let th = text_size(area, label, s)?.1;
     // Above the box when it fits, else inside its top edge (upstream's `outside`).
     let y = if b[1] - th >= 0 { b[1] - th } else { b[1] };
-    area.draw(&Rectangle::new([(b[0], y), (b[0] + tw + 1, y + th + 1)], color.filled())).map_err(err)?;
-    area.draw(&Text::new(label, (b[0], y), font.color(&WHITE))).map_err(err)
+    tag(area, (b[0], y), color, label, s)
+}
+
+/// A filled rectangle the size of `label` at `at`, the label on it in white.
+fn tag(area: &Area, at: (i32, i32), color: RGBColor, label: &str, s: Style) -> Result<()> {
+    let (tw, th) = text_size(area, label, s)?;
+    area.draw(&Rectangle::new([at, (at.0 + tw + 1, at.1 + th + 1)], color.filled())).map_err(err)?;
+    area.draw(&Text::new(label, at, (FAMILY, s.font_px).into_font().color(&WHITE))).map_err(err)
+}
+
+fn text_size(area: &Area, label: &str, s: Style) -> Result<(i32, i32)> {
+    let (w, h) = area.estimate_text_size(label, &TextStyle::from((FAMILY, s.font_px).into_font())).map_err(err)?;
+    Ok((w as i32, h as i32))
 }
 
 /// A rectangle outline `width` pixels thick, drawn inward from the box edge.

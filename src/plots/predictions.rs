@@ -16,7 +16,7 @@ pub fn draw_detections(img: &RgbImage, dets: &[Detection], names: &[String], tit
         .map(|d| Mark::Box { xyxy: d.xyxy, color: class_color(d.class), label: format!("{} {:.2}", names.get(d.class).map_or("?", |n| n.as_str()), d.conf) })
         .collect();
     if let Some(t) = title {
-        marks.push(Mark::Text { at: (8, 8), color: RGBColor(255, 255, 255), text: t.to_string() });
+        marks.push(Mark::Tag { at: (0, 0), color: RGBColor(40, 40, 40), text: t.to_string() });
     }
     annotate(&mut out, &marks, Style::for_image(img.width, img.height))?;
     Ok(out)
