@@ -42,6 +42,9 @@ pub struct Args {
     /// fp32 inference on CUDA (default: fp16, as val.py).
     #[arg(long)]
     fp32: bool,
+    /// No pictures (PR/F1/P/R curves, confusion matrix, batch mosaics).
+    #[arg(long)]
+    noplots: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -58,6 +61,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(t) = a.iou_thres {
         (opts.nms.iou_thres, opts.seg_iou_thres) = (t, t);
     }
+    opts.plots = !a.noplots;
     let r = if a.weights.extension().is_some_and(|e| e == "onnx") {
         super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?
     } else {
@@ -71,6 +75,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     print_result(&r, a.verbose);
     write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&results_json(&r))?.as_bytes())?;
+    if !a.noplots {
+        crate::plots::eval::write(&dir, &r, &data.names)?;
+    }
     println!("results saved to {}", dir.display());
     Ok(())
 }

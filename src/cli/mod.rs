@@ -8,6 +8,7 @@ mod export;
 mod forward;
 mod info;
 pub mod onnx_eval;
+mod predict;
 mod quantize;
 mod quantize_args;
 mod reparameterize;
@@ -36,6 +37,8 @@ enum Command {
     Eval(eval::Args),
     /// PTQ calibration then QAT finetuning, evaluating and saving after each stage.
     Quantize(Box<quantize::Args>),
+    /// Detections drawn on images (`--compare W2`: two models side by side).
+    Predict(predict::Args),
     /// Per-layer sensitivity to INT8: PTQ AP with each layer alone kept in floating point.
     Sensitive(sensitive::Args),
     /// Speed and memory figures (docs/perf.md): `bench qat` or `bench infer`.
@@ -62,6 +65,7 @@ pub fn main() -> i32 {
         Command::Forward(a) => forward::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(*a),
+        Command::Predict(a) => predict::run(a),
         Command::Sensitive(a) => sensitive::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),

@@ -35,6 +35,23 @@ impl Infer for OrtInfer {
     }
 }
 
+/// An exported model ready to run, for `predict`.
+pub struct OnnxInfer {
+    pub infer: Box<dyn Infer>,
+    /// The static input (height, width), if the export has one.
+    pub fixed: Option<(usize, usize)>,
+}
+
+/// An exported model as `Infer` (CPU).
+pub fn onnx_infer(path: &Path, names: Vec<String>) -> Result<OnnxInfer> {
+    let model = OnnxModel::load(path)?;
+    if model.output_names.first().is_none_or(|n| n != "output0") {
+        bail!("{}: expected output `output0` (an end-to-end export has NMS inside; export without --end2end)", path.display());
+    }
+    let fixed = if model.is_dynamic() { None } else { model.input_size().map(|(h, w)| (h as usize, w as usize)) };
+    Ok(OnnxInfer { infer: Box::new(OrtInfer { model, names }), fixed })
+}
+
 pub fn evaluate_onnx(path: &Path, data: &DataConfig, imgsz: usize, batch_size: usize, opts: &EvalOptions) -> Result<EvalResult> {
     let model = OnnxModel::load(path)?;
     if model.output_names.first().is_none_or(|n| n != "output0") {

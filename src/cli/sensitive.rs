@@ -4,8 +4,10 @@ use super::common::{eval_set, open_fp, train_loader};
 use super::parse_device;
 use crate::quant::train::images_to_tensor;
 use crate::eval::validate::{evaluate, EvalOptions};
+use crate::progress::Progress;
 use crate::quant::calibrate::{calibrate, prepare_with, PrepareOptions};
 use crate::quant::sensitivity::analyze;
+use crate::quant::state::quantized_layers;
 use crate::quant::tying::TieScope;
 use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic};
@@ -50,6 +52,9 @@ pub struct Args {
     calibrate_dfl: bool,
     #[arg(long, default_value_t = 57)]
     seed: u64,
+    /// No sensitivity.png (it also skips the floating-point evaluation drawn as its Origin line).
+    #[arg(long)]
+    noplots: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -65,18 +70,29 @@ pub fn run(a: Args) -> Result<()> {
         val = val.limit(n);
     }
     model.to(device, Kind::Float);
+    let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device);
+    opts.progress = false;
+    let origin = if a.noplots { None } else { Some(evaluate(&model, &val, &opts)?) };
+    if let Some(r) = &origin {
+        println!("{:<10} AP {:.4}  AP50 {:.4}", "Origin", r.map, r.map50);
+    }
     prepare_with(&mut model, &PrepareOptions { ties, dfl_unit_range: !a.calibrate_dfl, ..PrepareOptions::new(method) })?;
     let batches = loader.iter_forever(0).take(a.calib_batches).map(|b| images_to_tensor(&b.images, b.batch, b.size, b.size, device));
     calibrate(&mut model, batches, method)?;
-    let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device);
-    opts.progress = false;
+    let mut bar = Progress::new("sensitivity", quantized_layers(&model.graph).len() + 1);
     let result = analyze(&mut model, |m, name| {
+        bar.set_message(name);
         let r = evaluate(m, &val, &opts)?;
-        println!("{name:<10} AP {:.4}  AP50 {:.4}", r.map, r.map50);
+        bar.suspend(|| println!("{name:<10} AP {:.4}  AP50 {:.4}", r.map, r.map50));
+        bar.inc(1);
         Ok((r.map, r.map50))
     })?;
+    bar.finish();
     write_atomic(&dir.join("summary-sensitive-analysis.json"), serde_json::to_string_pretty(&result.seed_summary())?.as_bytes())?;
     write_atomic(&dir.join("sensitivity.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+    if !a.noplots {
+        crate::plots::sensitivity::write(&dir.join("sensitivity.png"), &result, origin.map(|r| r.map))?;
+    }
     println!("\nLayers ranked by AP gain when kept in floating point (PTQ AP {:.4}):", result.ptq_map);
     println!("{:<4} {:<10} {:>8} {:>8} {:>9}", "rank", "layer", "AP", "AP50", "gain");
     for (i, l) in result.ranked().iter().enumerate() {

@@ -56,6 +56,7 @@ impl EvalStats {
         m.recall = a.r.iter().sum::<f64>() / n;
         m.map50 = a.ap.iter().map(|ap| ap[0]).sum::<f64>() / n;
         m.map = a.ap.iter().map(|ap| mean(ap)).sum::<f64>() / n;
+        m.curves = Curves { names: a.classes.iter().map(|&c| names.get(c).cloned().unwrap_or_else(|| c.to_string())).collect(), ..a.curves.clone() };
         m.per_class = a
             .classes
             .iter()
@@ -99,7 +100,30 @@ pub struct ValMetrics {
     pub map: f64,
     /// Classes that have labels, ascending.
     pub per_class: Vec<ClassMetrics>,
+    /// What val.py plots (empty when nothing was correct, as upstream skips the metrics).
+    pub curves: Curves,
     names_count: usize,
+}
+
+/// The curves of upstream `ap_per_class(plot=True)`, one row per labelled class (ascending):
+/// what `PR_curve.png`, `F1_curve.png`, `P_curve.png` and `R_curve.png` draw.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Curves {
+    /// 1000 points from 0 to 1: confidence for `p`, `r`, `f1`.
+    pub px: Vec<f64>,
+    pub classes: Vec<usize>,
+    /// Class names of `classes` (filled in by `EvalStats::finish`).
+    pub names: Vec<String>,
+    /// Precision envelope at IoU 0.5 as (recall, precision) vertices, the `mrec`, `mpre` that
+    /// `compute_ap` integrates (upstream samples it at 1000 recalls for its `py`; the
+    /// vertices draw the same line without the resampling).
+    pub pr: Vec<Vec<(f64, f64)>>,
+    /// AP at IoU 0.5 per class, the number the PR legend prints.
+    pub ap50: Vec<f64>,
+    /// Precision, recall and F1 against confidence.
+    pub p: Vec<Vec<f64>>,
+    pub r: Vec<Vec<f64>>,
+    pub f1: Vec<Vec<f64>>,
 }
 
 impl fmt::Display for ValMetrics {
@@ -152,10 +176,11 @@ pub struct ApPerClass {
     pub r: Vec<f64>,
     pub f1: Vec<f64>,
     pub ap: Vec<[f64; NUM_IOU]>,
+    pub curves: Curves,
 }
 
 /// numpy's linspace(0, 1, n): i * (1 / (n - 1)), last point exactly 1.
-fn unit_linspace(n: usize) -> Vec<f64> {
+pub fn unit_linspace(n: usize) -> Vec<f64> {
     let step = 1.0 / (n - 1) as f64;
     (0..n).map(|i| if i == n - 1 { 1.0 } else { i as f64 * step }).collect()
 }
@@ -170,7 +195,7 @@ pub fn ap_per_class(tp: &[[bool; NUM_IOU]], conf: &[f32], pred_cls: &[usize], ta
     classes.dedup();
     let px = unit_linspace(1000);
     let neg_px: Vec<f64> = px.iter().map(|v| -v).collect();
-    let (mut p_curves, mut r_curves, mut aps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut p_curves, mut r_curves, mut aps, mut pr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for &c in &classes {
         let n_l = target_cls.iter().filter(|&&t| t == c).count();
         let idx: Vec<usize> = order.iter().copied().filter(|&i| pred_cls[i] == c).collect();
@@ -178,6 +203,9 @@ pub fn ap_per_class(tp: &[[bool; NUM_IOU]], conf: &[f32], pred_cls: &[usize], ta
             p_curves.push(vec![0.0; px.len()]);
             r_curves.push(vec![0.0; px.len()]);
             aps.push([0.0; NUM_IOU]);
+            // Upstream skips such a class in `py`, which shifts the legend's names by one;
+            // a zero curve keeps the rows aligned with `classes`.
+            pr.push(vec![(0.0, 0.0), (1.0, 0.0)]);
             continue;
         }
         let neg_conf: Vec<f64> = idx.iter().map(|&i| -conf[i] as f64).collect();
@@ -185,16 +213,21 @@ pub fn ap_per_class(tp: &[[bool; NUM_IOU]], conf: &[f32], pred_cls: &[usize], ta
         r_curves.push(interp(&neg_px, &neg_conf, &recall[0], 0.0));
         p_curves.push(interp(&neg_px, &neg_conf, &precision[0], 1.0));
         aps.push(std::array::from_fn(|j| compute_ap(&recall[j], &precision[j])));
+        let (mrec, mpre) = envelope(&recall[0], &precision[0]);
+        pr.push(mrec.into_iter().zip(mpre).collect());
     }
     let f1_curves: Vec<Vec<f64>> = p_curves.iter().zip(&r_curves).map(|(p, r)| p.iter().zip(r).map(|(p, r)| 2.0 * p * r / (p + r + 1e-16)).collect()).collect();
     let mean_f1: Vec<f64> = (0..px.len()).map(|k| f1_curves.iter().map(|f| f[k]).sum::<f64>() / classes.len() as f64).collect();
     let best = argmax(&smooth(&mean_f1, 0.1));
+    let curves =
+        Curves { ap50: aps.iter().map(|a| a[0]).collect(), classes: classes.clone(), names: Vec::new(), pr, px, p: p_curves, r: r_curves, f1: f1_curves };
     ApPerClass {
-        p: p_curves.iter().map(|c| c[best]).collect(),
-        r: r_curves.iter().map(|c| c[best]).collect(),
-        f1: f1_curves.iter().map(|c| c[best]).collect(),
+        p: curves.p.iter().map(|c| c[best]).collect(),
+        r: curves.r.iter().map(|c| c[best]).collect(),
+        f1: curves.f1.iter().map(|c| c[best]).collect(),
         ap: aps,
         classes,
+        curves,
     }
 }
 
@@ -217,19 +250,25 @@ fn pr_curves(tp: &[[bool; NUM_IOU]], idx: &[usize], n_l: usize) -> (Vec<Vec<f64>
 
 /// Upstream `compute_ap`: precision envelope, 101-point interpolation, trapezoid rule.
 pub fn compute_ap(recall: &[f64], precision: &[f64]) -> f64 {
-    let mrec: Vec<f64> = std::iter::once(0.0).chain(recall.iter().copied()).chain(std::iter::once(1.0)).collect();
-    let mut mpre: Vec<f64> = std::iter::once(1.0).chain(precision.iter().copied()).chain(std::iter::once(0.0)).collect();
-    for i in (0..mpre.len() - 1).rev() {
-        mpre[i] = mpre[i].max(mpre[i + 1]);
-    }
+    let (mrec, mpre) = envelope(recall, precision);
     let x = unit_linspace(101);
     let last = *mpre.last().unwrap();
     let y: Vec<f64> = x.iter().map(|&v| interp_one(v, &mrec, &mpre, mpre[0], last)).collect();
     trapz(&y, &x)
 }
 
+/// compute_ap's (mrec, mpre): sentinels added, precision made non-increasing.
+fn envelope(recall: &[f64], precision: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mrec: Vec<f64> = std::iter::once(0.0).chain(recall.iter().copied()).chain(std::iter::once(1.0)).collect();
+    let mut mpre: Vec<f64> = std::iter::once(1.0).chain(precision.iter().copied()).chain(std::iter::once(0.0)).collect();
+    for i in (0..mpre.len() - 1).rev() {
+        mpre[i] = mpre[i].max(mpre[i + 1]);
+    }
+    (mrec, mpre)
+}
+
 /// np.trapz: sum of (x[i+1] - x[i]) * (y[i+1] + y[i]) / 2.
-fn trapz(y: &[f64], x: &[f64]) -> f64 {
+pub fn trapz(y: &[f64], x: &[f64]) -> f64 {
     (1..y.len()).map(|i| (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0).sum()
 }
 

@@ -2,7 +2,10 @@
 
 pub mod coco_json;
 pub mod masks;
+pub mod confusion;
 pub mod matching;
 pub mod metrics;
 pub mod nms;
+pub mod predict;
+pub mod samples;
 pub mod validate;

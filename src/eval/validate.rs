@@ -3,14 +3,16 @@
 //! matching on the CPU in parallel, then upstream's metrics.
 
 use super::coco_json::{write_coco_json, CocoImage};
+use super::confusion::ConfusionMatrix;
 use super::masks::{label_masks, mask_iou, predicted_masks};
 use super::matching::{correct_from_iou, process_batch, to_original_space, NUM_IOU};
 use super::metrics::{EvalStats, ValMetrics};
 use super::nms::{non_max_suppression_indexed, Detection, NmsConfig};
+use super::samples::{sample_batch, SampleBatch, SAMPLE_BATCHES};
 use crate::data::val_set::{ValBatch, ValSet};
 use crate::model::detector::Detector;
+use crate::progress::Progress;
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -34,6 +36,8 @@ pub struct EvalOptions {
     pub save_json: bool,
     pub out_dir: Option<PathBuf>,
     pub progress: bool,
+    /// Gather what the pictures need: the confusion matrix and the first batches.
+    pub plots: bool,
 }
 
 impl EvalOptions {
@@ -48,6 +52,7 @@ impl EvalOptions {
             save_json: false,
             out_dir: None,
             progress: true,
+            plots: false,
         }
     }
 
@@ -72,6 +77,9 @@ pub struct EvalResult {
     pub mask: Option<ValMetrics>,
     pub speed: Speed,
     pub wall_s: f64,
+    /// With `EvalOptions::plots`: val.py's confusion matrix and sampled batches.
+    pub confusion: Option<ConfusionMatrix>,
+    pub samples: Vec<SampleBatch>,
 }
 
 impl std::ops::Deref for EvalResult {
@@ -134,16 +142,22 @@ fn graph_device(model: &Detector) -> Device {
 
 /// Evaluates a model (already on `opts.device`) on `set`.
 pub fn evaluate(model: &Detector, set: &ValSet, opts: &EvalOptions) -> Result<EvalResult> {
-    let prepared = Prepared { model, half: opts.half.then(|| half_copy(model)) };
-    evaluate_with(&prepared, set, opts)
+    evaluate_with(&prepare(model, opts.half), set, opts)
+}
+
+/// A model ready for `Infer` (an fp16 copy with `half`), e.g. for `predict`.
+pub fn prepare(model: &Detector, half: bool) -> impl Infer + '_ {
+    Prepared { model, half: half.then(|| half_copy(model)) }
 }
 
 pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<EvalResult> {
     let start = Instant::now();
     let kind = if opts.half { Kind::Half } else { Kind::Float };
-    let bar = progress(set.num_batches(), opts.progress);
+    let mut bar = Progress::maybe(opts.progress, "eval", set.num_batches());
     let mut stats = EvalStats::default();
     let mut mask_stats: Option<EvalStats> = None;
+    let mut confusion = opts.plots.then(|| ConfusionMatrix::new(m.names().len()));
+    let mut samples = Vec::new();
     let mut coco = Vec::new();
     let (mut t_pre, mut t_inf, mut t_nms) = (0.0, 0.0, 0.0);
     let nc = m.names().len();
@@ -178,15 +192,22 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
             }
         }
         t_nms += t2.elapsed().as_secs_f64();
+        if opts.plots && samples.len() < SAMPLE_BATCHES {
+            let boxed: Vec<_> = results.iter().map(|r| r.input_space.clone()).collect();
+            samples.push(sample_batch(&batch, &boxed));
+        }
         for (r, item) in results.into_iter().zip(&batch.items) {
             stats.add_image(&r.dets, &r.correct, &item.labels);
+            if let Some(cm) = confusion.as_mut() {
+                cm.add_image(&r.dets, &item.labels);
+            }
             if opts.save_json {
                 coco.push(CocoImage { path: item.path.clone(), orig_hw: item.orig_hw, labels: item.labels.clone(), detections: r.dets });
             }
         }
         bar.inc(1);
     }
-    bar.finish_and_clear();
+    bar.finish();
     let n = set.len().max(1) as f64;
     let speed = Speed { preprocess: t_pre / n * 1e3, inference: t_inf / n * 1e3, nms: t_nms / n * 1e3 };
     if opts.save_json {
@@ -195,7 +216,7 @@ pub fn evaluate_with(m: &dyn Infer, set: &ValSet, opts: &EvalOptions) -> Result<
         }
     }
     let mask = mask_stats.map(|s| s.finish(m.names()));
-    Ok(EvalResult { metrics: stats.finish(m.names()), mask, speed, wall_s: start.elapsed().as_secs_f64() })
+    Ok(EvalResult { metrics: stats.finish(m.names()), mask, speed, wall_s: start.elapsed().as_secs_f64(), confusion, samples })
 }
 
 /// One image after NMS: detections in input and original pixels, box correct matrix,
@@ -251,13 +272,4 @@ fn candidates(out: &Tensor, conf: f64, nc: usize) -> Vec<Vec<f32>> {
         offset += len;
     }
     per_image
-}
-
-fn progress(n: usize, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(ProgressStyle::with_template("  eval {bar:30} {pos}/{len} batches [{elapsed}<{eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar
 }

@@ -176,6 +176,38 @@ fn names_dict(names: &[String]) -> String {
     format!("{{{}}}", items.join(", "))
 }
 
+/// Class names back from `names_dict`'s text (what `predict` reads from an export).
+pub fn parse_names_dict(s: &str) -> Option<Vec<String>> {
+    let body = s.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut names = Vec::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let (index, after) = rest.split_once(':')?;
+        if index.trim().parse::<usize>().ok()? != names.len() {
+            return None;
+        }
+        let after = after.trim_start().strip_prefix('\'')?;
+        let (name, tail) = take_quoted(after)?;
+        names.push(name);
+        rest = tail.trim_start().strip_prefix(',').unwrap_or(tail).trim_start();
+    }
+    Some(names)
+}
+
+/// The text up to the closing quote (backslash escapes undone) and what follows it.
+fn take_quoted(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?.1),
+            '\'' => return Some((out, &s[i + 1..])),
+            _ => out.push(c),
+        }
+    }
+    None
+}
+
 /// Builds the ONNX model in memory.
 pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let graph = &model.graph;
@@ -271,4 +303,18 @@ pub fn export(model: &Detector, opts: &ExportOptions, path: &Path) -> Result<Exp
         initializers: graph.initializer.len(),
         check,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_dict_round_trips() {
+        let names: Vec<String> = ["circle", "it's", "back\\slash", "a, b: c"].map(String::from).to_vec();
+        let text = names_dict(&names);
+        assert_eq!(parse_names_dict(&text), Some(names));
+        assert_eq!(parse_names_dict("{}"), Some(vec![]));
+        assert_eq!(parse_names_dict("{1: 'x'}"), None, "indices must count from 0");
+    }
 }

@@ -8,6 +8,7 @@ use super::state::{set_layer_enabled, QuantState};
 use super::tying::{tie, TieScope};
 use crate::model::detector::Detector;
 use crate::model::graph::Op;
+use crate::progress::Progress;
 use anyhow::{bail, Result};
 use tch::Tensor;
 
@@ -69,10 +70,13 @@ pub fn calibrate(model: &mut Detector, batches: impl Iterator<Item = Tensor>, me
     let graph = &model.graph;
     let out = graph.output;
     let mut seen = 0;
+    let mut bar = Progress::new("calibrate", batches.size_hint().1.unwrap_or(0));
     for x in batches {
         tch::no_grad(|| graph.run(&x, &mut Collect(&mut q.table), &[out]));
         seen += 1;
+        bar.inc(1);
     }
+    bar.finish();
     if seen == 0 {
         bail!("calibrate: no calibration batches (is the training set empty?)");
     }
