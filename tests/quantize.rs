@@ -127,6 +127,10 @@ fn calibrated_model_round_trips_through_our_checkpoint() {
     assert!(back.is_quantized());
     let y2 = back.forward(&x);
     assert_eq!(f64::try_from((y - y2).abs().max()).unwrap(), 0.0);
+    // Ranges known by construction (the DFL input's 1) stay known, so QAT keeps them fixed.
+    let known = |m: &Detector| -> Vec<Option<f64>> { m.quant.as_ref().unwrap().table.quantizers.iter().map(|q| q.known_amax).collect() };
+    assert!(known(&m).iter().any(Option::is_some), "the DFL input has a known range");
+    assert_eq!(known(&back), known(&m));
 }
 
 #[test]

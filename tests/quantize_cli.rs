@@ -125,6 +125,11 @@ fn max_ap_drop_keeps_the_most_sensitive_layers_in_floating_point() {
     // One recovery epoch per layer; `met` says whether the best AP reached the target.
     let qat_rows = rows.iter().filter(|r| r["name"].as_str().unwrap().starts_with("QAT-") && r["name"] != "QAT-Best").count();
     assert_eq!(qat_rows, 1 + fp.len());
+    // results.csv: a header and one row per epoch; results.png decodes.
+    let csv = std::fs::read_to_string(p.join("fb").join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + qat_rows, "{csv}");
+    assert!(csv.starts_with("epoch,loss,box,cls,dfl,distill,lr,ap,"), "{csv}");
+    image::open(p.join("fb").join("results.png")).unwrap();
     assert_eq!(target["met"].as_bool().unwrap(), ap("QAT-Best") >= ap("Origin"));
     // The FLOP share is the FP layers' share of the model's convolution FLOPs at this size.
     let m = yolo_qat::checkpoint::load::load(Path::new(WEIGHTS)).unwrap();
@@ -137,5 +142,17 @@ fn max_ap_drop_keeps_the_most_sensitive_layers_in_floating_point() {
     if target["met"].as_bool().unwrap() {
         let last = *fp_idx.last().unwrap();
         assert!(best.graph.nodes.iter().filter(|n| n.layer == last).all(|n| n.quant.all().all(|s| !s.enabled)));
+    }
+    // Its export passes TensorRT's rules check, the FP layers' convs reported as FP16/FP32.
+    let best_path = p.join("fb").join("weights").join("qat_best_yolov9-t-shapes-converted.safetensors");
+    let onnx = p.join("fb.onnx");
+    let run = |args: &[&std::ffi::OsStr]| Command::new(env!("CARGO_BIN_EXE_yolo-qat")).args(args).output().unwrap();
+    let out = run(&["export".as_ref(), "--weights".as_ref(), best_path.as_os_str(), "--imgsz".as_ref(), "160".as_ref(), "--output".as_ref(), onnx.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["export".as_ref(), "--check".as_ref(), onnx.as_os_str()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("TensorRT check: passed"), "{text}");
+    if best.quant.as_ref().is_some_and(|q| !q.skip_layers.is_empty()) {
+        assert!(text.contains("stay FP16/FP32"), "{text}");
     }
 }

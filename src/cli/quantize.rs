@@ -14,6 +14,7 @@ use crate::eval::validate::{evaluate, EvalOptions};
 use crate::model::detector::Detector;
 use crate::model::graph::Graph;
 use crate::model::info::layer_gflops;
+use crate::plots::results::{write as write_results, EpochRecord, Level};
 use crate::quant::calibrate::{calibrate, prepare_with, PrepareOptions};
 use crate::quant::fp_fallback::{flop_share, next_layer, FallbackReport, FallbackRound};
 use crate::quant::qat::{Qat, Supervision};
@@ -64,6 +65,8 @@ struct Run {
     next_epoch: usize,
     t_start: Instant,
     images: usize,
+    /// Write `results.csv` / `results.png` after every epoch.
+    plots: bool,
 }
 
 impl Run {
@@ -101,6 +104,7 @@ pub fn run(a: Args) -> Result<()> {
     let method = CalibMethod::parse(&a.calib_method)?;
     let ties = TieScope::parse(&a.ties)?;
     let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
+    let settings = segmentation_objective(&a, settings, &model)?;
     let mut skip = parse_layers(&a.skip_layers, model.graph.layers.len())?;
     if a.no_last_layer {
         skip.push(model.graph.layers.len() - 1);
@@ -151,6 +155,20 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// The task loss has no mask term yet: segmentation models train by distillation unless
+/// `--loss` asks otherwise, which is refused.
+fn segmentation_objective(a: &Args, mut s: QatSettings, model: &Detector) -> Result<QatSettings> {
+    if !model.graph.is_segmentation() || !s.objective.uses_labels() {
+        return Ok(s);
+    }
+    if a.loss.is_some() {
+        bail!("--loss {}: the task loss has no mask term for segmentation models yet; use --loss distill", s.objective.kind.name());
+    }
+    println!("segmentation model: QAT by distillation (the task loss has no mask term yet)");
+    s.objective = crate::quant::objective::Objective::distill();
+    Ok(s)
+}
+
 /// The run's loader, val set, eval options and report metadata.
 fn open_run(a: &Args, settings: QatSettings, dir: PathBuf, data: &DataConfig, hyp: Hyp, device: Device) -> Result<Run> {
     let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
@@ -163,7 +181,7 @@ fn open_run(a: &Args, settings: QatSettings, dir: PathBuf, data: &DataConfig, hy
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
     let mut meta = serde_json::Map::new();
     meta.insert("settings".into(), settings_json(a, &settings));
-    Ok(Run { dir, stem, rows: Vec::new(), device, settings, loader, val, eopts, stop, meta, next_epoch: 0, t_start: Instant::now(), images: 0 })
+    Ok(Run { dir, stem, rows: Vec::new(), device, settings, loader, val, eopts, stop, meta, next_epoch: 0, t_start: Instant::now(), images: 0, plots: !a.noplots })
 }
 
 fn settings_json(a: &Args, s: &QatSettings) -> serde_json::Value {
@@ -323,10 +341,35 @@ fn finish_epoch(run: &mut Run, model: &Detector, epoch: usize, stats: &crate::qu
     let ips = run.images as f64 / run.t_start.elapsed().as_secs_f64();
     let mut epochs = run.meta.get("epochs").and_then(|v| v.as_array().cloned()).unwrap_or_default();
     epochs.truncate(epoch);
-    epochs.push(serde_json::json!({ "epoch": epoch, "loss": stats.loss, "box": stats.parts[0], "cls": stats.parts[1], "dfl": stats.parts[2], "distill": stats.parts[3], "lr": stats.lr, "ap": r.map, "ap50": r.map50 }));
+    epochs.push(serde_json::json!({
+        "epoch": epoch, "loss": stats.loss, "box": stats.parts[0], "cls": stats.parts[1], "dfl": stats.parts[2], "distill": stats.parts[3],
+        "lr": stats.lr, "ap": r.map, "ap50": r.map50, "precision": r.precision, "recall": r.recall
+    }));
     let losses: Vec<f64> = epochs.iter().filter_map(|e| e["loss"].as_f64()).collect();
     run.write_report(serde_json::json!({ "qat_images_per_s": ips, "epochs_done": epoch + 1, "loss_per_epoch": losses, "epochs": epochs, "wall_s": run.t_start.elapsed().as_secs_f64() }))?;
+    if run.plots {
+        plot_results(run, &epochs)?;
+    }
     Ok(r.map)
+}
+
+/// `results.csv` and `results.png` from the report's epochs (a resumed run's too).
+fn plot_results(run: &Run, epochs: &[serde_json::Value]) -> Result<()> {
+    let f = |e: &serde_json::Value, k: &str| e[k].as_f64().unwrap_or(0.0);
+    let records: Vec<EpochRecord> = epochs
+        .iter()
+        .map(|e| EpochRecord {
+            epoch: e["epoch"].as_u64().unwrap_or(0) as usize,
+            losses: ["loss", "box", "cls", "dfl", "distill"].iter().map(|k| (k.to_string(), f(e, k))).collect(),
+            lr: f(e, "lr"),
+            ap: f(e, "ap"),
+            ap50: f(e, "ap50"),
+            precision: f(e, "precision"),
+            recall: f(e, "recall"),
+        })
+        .collect();
+    let level = |name: &str| run.rows.iter().find(|r| r.name == name).map(|r| Level { ap: r.map, ap50: r.map50 });
+    write_results(&run.dir, &records, level("Origin"), level("PTQ"))
 }
 
 /// `--max-ap-drop`: from the best QAT model, the most sensitive INT8 layer goes back to

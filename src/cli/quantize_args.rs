@@ -151,6 +151,9 @@ pub struct Args {
     /// Continue the run in --project/--name from its last finished epoch (same flags).
     #[arg(long)]
     pub resume: bool,
+    /// Do not write `results.csv` / `results.png` after each epoch.
+    #[arg(long)]
+    pub noplots: bool,
     /// Loader threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,

@@ -42,6 +42,9 @@ pub struct SlotMeta {
 pub struct QuantizerMeta {
     pub label: String,
     pub per_channel: bool,
+    /// amax known by construction (e.g. the DFL input's 1), kept fixed by QAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_amax: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,7 +73,7 @@ fn places(graph: &Graph) -> Vec<(usize, String, Slot)> {
 pub fn to_meta(graph: &Graph, state: &QuantState) -> (QuantMeta, Vec<(String, Tensor)>) {
     let slots =
         places(graph).into_iter().map(|(i, place, s)| SlotMeta { node: graph.nodes[i].name.clone(), place, quant: s.quant, enabled: s.enabled }).collect();
-    let quantizers = state.table.quantizers.iter().map(|q| QuantizerMeta { label: q.label.clone(), per_channel: q.per_channel }).collect();
+    let quantizers = state.table.quantizers.iter().map(|q| QuantizerMeta { label: q.label.clone(), per_channel: q.per_channel, known_amax: q.known_amax }).collect();
     let tensors = state
         .table
         .quantizers
@@ -94,6 +97,7 @@ pub fn from_meta(graph: &mut Graph, meta: &QuantMeta, tensors: &BTreeMap<String,
     for (i, q) in meta.quantizers.iter().enumerate() {
         let id = table.add(q.per_channel, q.label.clone());
         table.quantizers[id].amax = tensors.get(&format!("quant.{i}.amax")).map(|t| t.shallow_clone());
+        table.quantizers[id].known_amax = q.known_amax;
     }
     let by_name: HashMap<String, usize> = graph.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
     for s in &meta.slots {
