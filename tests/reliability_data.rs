@@ -90,7 +90,7 @@ fn image_bombs_are_refused_from_the_header_in_bounded_time_and_memory() {
         let e = decode_rgb8(&img.join(name)).unwrap_err().to_string();
         assert!(e.contains("pixels is over the limit of 178956970"), "{e}");
     }
-    let set = ValSet::load(&[img.clone()], 6, ValSetOptions { imgsz: 160, batch_size: 4, ..Default::default() }).unwrap();
+    let set = ValSet::load(std::slice::from_ref(&img), 6, ValSetOptions { imgsz: 160, batch_size: 4, ..Default::default() }).unwrap();
     assert_eq!(set.len(), 3);
     assert_eq!(set.warnings.iter().filter(|w| w.contains("ignoring corrupt image/label") && w.contains("over the limit")).count(), 2, "{:?}", set.warnings);
     assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
@@ -151,7 +151,7 @@ fn symlink_loops_and_double_links_count_each_image_once() {
     std::os::unix::fs::symlink(&first, img.join("zz_same.jpg")).unwrap();
     fs::hard_link(img.join(&first), img.join("zz_hard.jpg")).unwrap();
     let t = Instant::now();
-    let set = ValSet::load(&[img.clone()], 6, ValSetOptions { imgsz: 160, batch_size: 4, ..Default::default() }).unwrap();
+    let set = ValSet::load(std::slice::from_ref(&img), 6, ValSetOptions { imgsz: 160, batch_size: 4, ..Default::default() }).unwrap();
     assert_eq!(set.len(), 4, "{:?}", set.entries.iter().map(|e| &e.path).collect::<Vec<_>>());
     assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
     assert!(peak_rss_mib() < 1024, "peak RSS {} MiB", peak_rss_mib());
@@ -176,7 +176,7 @@ fn labels_and_images_must_be_regular_files() {
     // an "image" that is a FIFO (opening it blocked forever before)
     assert!(std::process::Command::new("mkfifo").arg(img.join("fifo.jpg")).status().unwrap().success());
     let t = Instant::now();
-    let set = ValSet::load(&[img.clone()], 6, ValSetOptions { imgsz: 160, batch_size: 4, ..Default::default() }).unwrap();
+    let set = ValSet::load(std::slice::from_ref(&img), 6, ValSetOptions { imgsz: 160, batch_size: 4, ..Default::default() }).unwrap();
     assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
     assert_eq!(set.len(), 1, "{:?}", set.warnings);
     let w = set.warnings.join("\n");
@@ -184,4 +184,19 @@ fn labels_and_images_must_be_regular_files() {
     assert!(w.contains(&format!("{}.txt: larger than the 16777216 bytes allowed", names[1])), "{w}");
     assert!(w.contains("fifo.jpg: ignoring corrupt image/label: not a regular file"), "{w}");
     assert!(peak_rss_mib() < 1024, "peak RSS {} MiB", peak_rss_mib());
+}
+
+#[test]
+fn decoder_errors_are_one_line() {
+    // Found by fuzzing (docs/fuzzing.md): zune-jpeg's error for this file ends in "\n".
+    let found = fs::read("tests/data/fuzz-decode-image-multiline-error.jpg").expect("the fuzz regression input");
+    let e = decode_bytes(&found, DEFAULT_MAX_PIXELS).expect_err("a corrupt JPEG");
+    assert!(!e.contains('\n') && e.contains("Not enough bytes"), "{e:?}");
+    // and every cut of a real JPEG's header region
+    let jpg = fs::read(&val_images()[0]).unwrap();
+    for n in 0..jpg.len().min(1500) {
+        if let Err(e) = decode_bytes(&jpg[..n], DEFAULT_MAX_PIXELS) {
+            assert!(!e.chars().any(char::is_control), "cut at {n}: {e:?}");
+        }
+    }
 }

@@ -9,6 +9,11 @@ use yolo_qat_fuzz::data::image_io::decode_bytes;
 const LIMIT: u64 = 1 << 22;
 
 fuzz_target!(|data: &[u8]| {
+    // mozjpeg reports corrupt data by panicking, and image_io catches it; libfuzzer-sys's
+    // hook would abort at the panic itself. A panic that escapes still aborts (libfuzzer-sys
+    // catches it around this closure), so only the message is printed here.
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| std::panic::set_hook(Box::new(|p| eprintln!("{p}"))));
     match decode_bytes(data, LIMIT) {
         Ok(img) => {
             assert!((img.width * img.height) as u64 <= LIMIT, "{}x{} over the limit", img.width, img.height);

@@ -64,6 +64,10 @@ pub fn decode_rgb8(path: &Path) -> Result<RgbImage, DecodeError> {
 
 /// [`decode_rgb8`] on the bytes of a file, with the pixel limit `limit`.
 pub fn decode_bytes(bytes: &[u8], limit: u64) -> Result<RgbImage, String> {
+    decode_unchecked(bytes, limit).map_err(|e| one_line(&e))
+}
+
+fn decode_unchecked(bytes: &[u8], limit: u64) -> Result<RgbImage, String> {
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     let mut limits = image::Limits::default();
     // room for the decoder's widest buffer (RGBA, 16 bits) at the pixel limit
@@ -83,6 +87,13 @@ pub fn decode_bytes(bytes: &[u8], limit: u64) -> Result<RgbImage, String> {
     Ok(RgbImage { width, height, data: rgb.into_raw() })
 }
 
+/// Decoder messages can hold newlines (zune-jpeg ends some with one, found by fuzzing);
+/// a warning is one line: control characters become spaces, at most 300 characters.
+fn one_line(msg: &str) -> String {
+    let flat: String = msg.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    flat.trim().chars().take(300).collect()
+}
+
 fn check_pixels(w: u64, h: u64, limit: u64) -> Result<(), String> {
     let n = w.saturating_mul(h);
     if n > limit {
@@ -91,6 +102,9 @@ fn check_pixels(w: u64, h: u64, limit: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Width, height and RGB bytes, or why the image is refused (over the pixel limit).
+type JpegPixels = Result<(usize, usize, Vec<u8>), String>;
+
 /// libjpeg decoding for JPEG data (None for other formats). CMYK and YCCK JPEGs are
 /// converted as OpenCV's `imread` does (see `cmyk_to_rgb`).
 fn decode_jpeg(bytes: &[u8], limit: u64) -> Option<Result<DynamicImage, String>> {
@@ -98,7 +112,7 @@ fn decode_jpeg(bytes: &[u8], limit: u64) -> Option<Result<DynamicImage, String>>
         return None;
     }
     // mozjpeg reports corrupt data by panicking; keep that inside.
-    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Result<(usize, usize, Vec<u8>), String>> {
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<JpegPixels> {
         let d = mozjpeg::Decompress::new_mem(bytes)?;
         let (w, h) = (d.width(), d.height());
         if let Err(e) = check_pixels(w as u64, h as u64, limit) {
