@@ -3,6 +3,7 @@
 //! YOLOv9 models from what it yields.
 
 pub mod archive;
+pub mod epoch_checkpoints;
 pub mod error;
 mod graph;
 pub mod load;

@@ -2,8 +2,9 @@
 //! a yaml (or real weights), synthetic inputs resident on the device unless
 //! `--data` asks for the real training loader.
 
-use super::common::train_loader;
+use super::common::{default_workers, train_loader};
 use super::parse_device;
+use super::validate;
 use crate::quant::train::images_to_tensor;
 use crate::checkpoint::load::{load, random};
 use crate::util::catch_oom;
@@ -70,9 +71,13 @@ fn model(a: &Args) -> Result<Detector> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    validate::count("--batch-size", a.batch_size)?;
+    validate::count("--iters", a.iters)?;
+    validate::count("--calib-batches", a.calib_batches)?;
     let device = parse_device(&a.device)?;
     tch::Cuda::cudnn_set_benchmark(true);
     let mut m = model(&a)?;
+    validate::imgsz("--imgsz", a.imgsz, validate::max_stride(&m))?;
     m.to(device, Kind::Float);
     let fwd_gflops = gflops(&m, a.imgsz as i64);
     let x = Tensor::rand([a.batch_size as i64, 3, a.imgsz as i64, a.imgsz as i64], (Kind::Float, device));
@@ -119,8 +124,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let loader = match &a.data {
         Some(d) => {
             let data = DataConfig::load(d)?;
-            let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
-            Some(train_loader(&data, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, workers)?)
+            Some(train_loader(&data, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, default_workers())?)
         }
         None => None,
     };

@@ -44,8 +44,14 @@ pub fn eval_set(data: &DataConfig, imgsz: usize, batch_size: usize) -> Result<Va
     Ok(set)
 }
 
-/// The augmented training loader over the train split.
+/// Loader threads when `--workers` is not given: every core, within the `--workers` bound.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get()).min(super::validate::MAX_WORKERS)
+}
+
+/// The augmented training loader over the train split (`workers` checked as `--workers`).
 pub fn train_loader(data: &DataConfig, imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Result<TrainLoader> {
+    super::validate::workers(workers)?;
     let opts = ValSetOptions { imgsz, batch_size: batch, rect: false, ..ValSetOptions::default() };
     let set = ValSet::load(&data.train, data.nc(), opts).map_err(|e| anyhow!("{}: train: {e:#}", data.yaml_path.display()))?;
     report_warnings("train", &set.warnings);

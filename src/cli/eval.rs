@@ -2,10 +2,11 @@
 
 use super::common::eval_set;
 use super::parse_device;
+use super::validate;
 use crate::checkpoint::load::load;
 use crate::data::config::DataConfig;
 use crate::eval::validate::{evaluate, EvalOptions, EvalResult};
-use crate::util::{increment_dir, write_atomic};
+use crate::util::{increment_dir, write_atomic, RunLock};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 use tch::Kind;
@@ -18,6 +19,7 @@ pub struct Args {
     data: PathBuf,
     #[arg(long, default_value_t = 10)]
     batch_size: usize,
+    /// A multiple of the model's largest stride. A static-shape .onnx is evaluated at its own size.
     #[arg(long, visible_aliases = ["img", "img-size"], default_value_t = 640)]
     imgsz: usize,
     #[arg(long, default_value = "cuda:0")]
@@ -48,12 +50,29 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if !a.imgsz.is_multiple_of(32) {
-        bail!("--imgsz {}: must be a multiple of 32", a.imgsz);
+    validate::count("--batch-size", a.batch_size)?;
+    validate::unit("--conf-thres", a.conf_thres as f64)?;
+    if let Some(t) = a.iou_thres {
+        validate::unit("--iou-thres", t)?;
     }
     let device = parse_device(&a.device)?;
     let data = DataConfig::load(&a.data)?;
+    let onnx = a.weights.extension().is_some_and(|e| e == "onnx");
+    let model = if onnx {
+        // Exported models carry no stride; every upstream detect model's largest is 32.
+        validate::imgsz("--imgsz", a.imgsz, 32)?;
+        None
+    } else {
+        let mut model = load(&a.weights)?;
+        validate::imgsz("--imgsz", a.imgsz, validate::max_stride(&model))?;
+        if model.graph.nc != data.nc() {
+            bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
+        }
+        model.to(device, Kind::Float);
+        Some(model)
+    };
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
+    let _lock = RunLock::acquire(&dir)?;
     let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device).in_dir(&dir);
     opts.half = device.is_cuda() && !a.fp32;
     opts.save_json = a.use_pycocotools;
@@ -62,16 +81,9 @@ pub fn run(a: Args) -> Result<()> {
         (opts.nms.iou_thres, opts.seg_iou_thres) = (t, t);
     }
     opts.plots = !a.noplots;
-    let r = if a.weights.extension().is_some_and(|e| e == "onnx") {
-        super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?
-    } else {
-        let set = eval_set(&data, a.imgsz, a.batch_size)?;
-        let mut model = load(&a.weights)?;
-        if model.graph.nc != data.nc() {
-            bail!("{}: {} classes, but {} has {}", a.data.display(), data.nc(), a.weights.display(), model.graph.nc);
-        }
-        model.to(device, Kind::Float);
-        evaluate(&model, &set, &opts)?
+    let r = match model {
+        None => super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?,
+        Some(model) => evaluate(&model, &eval_set(&data, a.imgsz, a.batch_size)?, &opts)?,
     };
     print_result(&r, a.verbose);
     write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(&results_json(&r))?.as_bytes())?;

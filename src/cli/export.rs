@@ -1,8 +1,10 @@
 //! `yolo-qat export`: Q/DQ ONNX that TensorRT builds as INT8, optionally with
 //! end-to-end NMS; `--check` runs the TensorRT rules check on any .onnx.
 
+use super::validate;
 use crate::checkpoint::load::load;
 use crate::export::{check_file, export, End2End, ExportOptions, Nms};
+use crate::util::check_output;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -47,7 +49,9 @@ pub struct Args {
     class_agnostic: bool,
     #[arg(long)]
     opset: Option<i64>,
-    /// Output file (default: next to the weights, NAME.onnx / NAME-end2end.onnx).
+    /// Output file (default: next to the weights, NAME.onnx / NAME-end2end.onnx). Replaced
+    /// atomically if it is a regular file; a symlink is written through; a folder, device
+    /// or FIFO, or the --weights file itself, is refused.
     #[arg(long)]
     output: Option<PathBuf>,
     /// Only check an existing ONNX file against TensorRT's Q/DQ rules.
@@ -60,14 +64,16 @@ pub fn run(a: Args) -> Result<()> {
         println!("{}", check_file(path)?);
         return Ok(());
     }
-    let weights = a.weights.clone().expect("clap requires --weights");
+    let Some(weights) = a.weights.clone() else { bail!("--weights: required unless --check is given") };
     let (h, w) = match a.imgsz.as_slice() {
         [s] => (*s, *s),
         [h, w] => (*h, *w),
         _ => bail!("--imgsz takes one or two values"),
     };
-    // Upstream rounds the size up to a multiple of the largest stride.
-    let (h, w) = ((h + 31) / 32 * 32, (w + 31) / 32 * 32);
+    validate::count("--batch-size", usize::try_from(a.batch_size).unwrap_or(0))?;
+    validate::count("--topk-all", usize::try_from(a.topk_all).unwrap_or(0))?;
+    validate::unit("--iou-thres", a.iou_thres)?;
+    validate::unit("--conf-thres", a.conf_thres)?;
     let mut kinds: Vec<bool> = Vec::new();
     for inc in &a.include {
         match inc.as_str() {
@@ -84,6 +90,12 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--output names one file; give one --include at a time");
     }
     let model = load(&weights)?;
+    // Upstream's export.py rounds a size up to the stride with a warning; a size that is
+    // silently not the one asked for is worse than an error here.
+    let stride = validate::max_stride(&model);
+    for v in [h, w] {
+        validate::imgsz("--imgsz", usize::try_from(v).unwrap_or(0), stride)?;
+    }
     let stem = weights.with_extension("");
     for e2e in kinds {
         let end2end =
@@ -98,6 +110,7 @@ pub fn run(a: Args) -> Result<()> {
         };
         let opts = ExportOptions { dynamic: a.dynamic, end2end, imgsz: (h, w), batch: a.batch_size, opset: a.opset };
         let path = a.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}{}.onnx", stem.display(), if e2e { "-end2end" } else { "" })));
+        check_output("--output", &path, &[("--weights", &weights)])?;
         let report = export(&model, &opts, &path)?;
         println!("{report}");
     }

@@ -1,3 +1,5 @@
+//! `yolo-qat info`: what a model is.
+
 use crate::checkpoint::load::load;
 use crate::model::info::summary;
 use anyhow::Result;
@@ -15,6 +17,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let model = load(&a.weights)?;
+    super::validate::imgsz("--imgsz", usize::try_from(a.imgsz).unwrap_or(0), super::validate::max_stride(&model))?;
     println!("{}", summary(&model, a.imgsz));
     Ok(())
 }

@@ -13,6 +13,7 @@ mod quantize;
 mod quantize_args;
 mod reparameterize;
 mod sensitive;
+pub mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,10 @@ pub use device::parse_device;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Images whose header claims more pixels are skipped with a warning, before decoding
+    /// (upstream's PIL limit by default).
+    #[arg(long, global = true, default_value_t = crate::data::image_io::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
 }
 
 #[derive(Subcommand)]
@@ -59,6 +64,16 @@ pub fn main() -> i32 {
         eprintln!("error: {first}");
     }));
     let cli = Cli::parse();
+    if cli.max_pixels == 0 {
+        eprintln!("error: --max-pixels 0: must be at least 1");
+        return 1;
+    }
+    crate::data::image_io::set_max_pixels(cli.max_pixels);
+    // quantize stops between steps on Ctrl-C itself (and its drops clean up); the others
+    // exit at once and remove their temporary files and run locks first.
+    if !matches!(cli.command, Command::Quantize(_)) {
+        crate::util::cleanup::remove_on_interrupt();
+    }
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Reparameterize(a) => reparameterize::run(a),

@@ -64,6 +64,13 @@ pub fn evaluate_onnx(path: &Path, data: &DataConfig, imgsz: usize, batch_size: u
         if h != w {
             bail!("{}: static input {h}x{w}; evaluate a square or --dynamic export", path.display());
         }
+        let batch = model.batch().unwrap_or(1).max(1) as usize;
+        if h as usize != imgsz || batch != batch_size {
+            eprintln!(
+                "note: {} has a static {h}x{w} input of batch {batch}: evaluating at that size and batch, not --imgsz {imgsz} --batch-size {batch_size}",
+                path.display()
+            );
+        }
         ValSetOptions { imgsz: h as usize, batch_size: model.batch().unwrap_or(1).max(1) as usize, rect: false, ..ValSetOptions::default() }
     };
     let set = ValSet::load(&data.val, data.nc(), set_opts).map_err(|e| anyhow!("{}: val: {e:#}", data.yaml_path.display()))?;

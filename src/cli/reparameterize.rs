@@ -1,9 +1,12 @@
+//! `yolo-qat reparameterize`: a dual-head checkpoint as its GELAN model.
+
 use crate::checkpoint::load::read_checkpoint;
 use crate::model::detector::Detector;
 use crate::model::parse::build;
 use crate::model::reparam::{infer_target, map_names};
 use crate::model::weights::StateDict;
 use crate::model::ModelConfig;
+use crate::util::check_output;
 use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 
@@ -15,12 +18,16 @@ pub struct Args {
     /// The GELAN yaml of the same size (configs/gelan-X.yaml); inferred when absent.
     #[arg(long)]
     cfg: Option<PathBuf>,
-    /// Where to write the converted model (yolo-qat safetensors).
+    /// Where to write the converted model (yolo-qat safetensors). Replaced atomically if it is
+    /// a regular file; a symlink is written through; a folder, device or FIFO, or an input, is refused.
     #[arg(long)]
     output: PathBuf,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let mut inputs = vec![("--weights", a.weights.as_path())];
+    inputs.extend(a.cfg.as_deref().map(|c| ("--cfg", c)));
+    check_output("--output", &a.output, &inputs)?;
     let ck = read_checkpoint(&a.weights)?;
     let dual = &ck.cfg;
     let last = &dual.layers[dual.layers.len() - 1].module;

@@ -1,7 +1,8 @@
 //! `yolo-qat sensitive`: which layers lose accuracy under INT8.
 
-use super::common::{eval_set, open_fp, train_loader};
+use super::common::{default_workers, eval_set, open_fp, train_loader};
 use super::parse_device;
+use super::validate;
 use crate::quant::train::images_to_tensor;
 use crate::eval::validate::{evaluate, EvalOptions};
 use crate::progress::Progress;
@@ -10,7 +11,7 @@ use crate::quant::sensitivity::analyze;
 use crate::quant::state::quantized_layers;
 use crate::quant::tying::TieScope;
 use crate::quant::CalibMethod;
-use crate::util::{increment_dir, write_atomic};
+use crate::util::{increment_dir, write_atomic, RunLock};
 use anyhow::Result;
 use std::path::PathBuf;
 use tch::Kind;
@@ -61,10 +62,16 @@ pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let method = CalibMethod::parse(&a.calib_method)?;
     let ties = TieScope::parse(&a.ties)?;
+    validate::count("--batch-size", a.batch_size)?;
+    validate::count("--calib-batches", a.calib_batches)?;
+    if let Some(n) = a.num_image {
+        validate::count("--num-image", n)?;
+    }
     let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
+    validate::imgsz("--imgsz", a.imgsz, validate::max_stride(&model))?;
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
-    let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
+    let _lock = RunLock::acquire(&dir)?;
+    let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, default_workers())?;
     let mut val = eval_set(&data, a.imgsz, a.batch_size)?;
     if let Some(n) = a.num_image {
         val = val.limit(n);

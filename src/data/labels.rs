@@ -4,6 +4,8 @@
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
+use crate::util::regular_file::{read_regular, ReadError};
+
 /// One label row as stored: class and normalized (cx, cy, w, h), in f32 like upstream.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LabelRow {
@@ -40,15 +42,21 @@ pub fn label_path_for(image: &Path) -> PathBuf {
     PathBuf::from(format!("{stem}.txt"))
 }
 
+/// Largest label file read: far above any real one (a COCO image's polygons take a few
+/// KB), far below what a mistaken path (`/dev/zero`, a video) could make us allocate.
+pub const MAX_LABEL_BYTES: u64 = 16 << 20;
+
 /// Reads and checks a label file. A missing or empty file has no objects.
 /// `Err(reason)` means upstream rejects the whole image ("ignoring corrupt
 /// image/label"); rows with a class outside [0, nc) are dropped with a warning.
+/// Only a regular file of at most [`MAX_LABEL_BYTES`] is read.
 pub fn read_label_file(path: &Path, nc: usize) -> Result<LabelFile, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LabelFile::default()),
+    let bytes = match read_regular(path, MAX_LABEL_BYTES) {
+        Ok(b) => b,
+        Err(ReadError::NotFound) => return Ok(LabelFile::default()),
         Err(e) => return Err(e.to_string()),
     };
+    let text = String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".to_string())?;
     parse_labels(&text, nc)
 }
 

@@ -1,6 +1,8 @@
 //! The validation set as upstream `LoadImagesAndLabels(rect=True, pad=0.5)`
 //! builds it for val.py, with a parallel, optionally prefetching batch loader.
 
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
@@ -223,12 +225,14 @@ fn aspect(e: &ValEntry) -> f64 {
     e.orig_hw.0 as f64 / e.orig_hw.1 as f64
 }
 
-/// Image files of every source, sorted and deduplicated like upstream's im_files.
+/// Image files of every source, sorted and deduplicated like upstream's im_files; a file
+/// reached by two names (links, `./x` and `x` in a list) counts once, under its first name.
 fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
+    let mut seen_dirs = HashSet::new();
     for p in sources {
         if p.is_dir() {
-            walk(p, &mut files).with_context(|| format!("cannot list {}", p.display()))?;
+            walk(p, &mut files, &mut seen_dirs).with_context(|| format!("cannot list {}", p.display()))?;
         } else if p.is_file() {
             files.extend(read_list(p)?);
         } else {
@@ -242,19 +246,28 @@ fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect();
     names.sort();
     names.dedup();
+    let mut seen_files = HashSet::new();
+    names.retain(|n| std::fs::metadata(n).map_or(true, |m| seen_files.insert((m.dev(), m.ino()))));
     Ok(names.into_iter().map(PathBuf::from).collect())
 }
 
-/// Recursive listing of files with a '.' in their name, skipping hidden entries (Python glob `**/*.*`).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+/// Recursive listing of files with a '.' in their name, skipping hidden entries (Python glob
+/// `**/*.*`). Symlinked folders are followed as glob does, but each folder (device, inode)
+/// is walked once, so a link loop (`loop -> .`) ends and a folder linked twice counts once.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<(u64, u64)>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    if !seen.insert((meta.dev(), meta.ino())) {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for path in entries {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
         if path.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, seen)?;
         } else if name.contains('.') {
             out.push(path);
         }

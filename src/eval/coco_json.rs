@@ -104,8 +104,8 @@ pub fn write_coco_json(dir: &Path, images: &[CocoImage], names: &[String]) -> Re
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (a, p) = (dir.join("annotations.json"), dir.join("predictions.json"));
-    std::fs::write(&a, serde_json::to_vec(&anns)?).with_context(|| format!("cannot write {}", a.display()))?;
-    std::fs::write(&p, serde_json::to_vec(&preds)?).with_context(|| format!("cannot write {}", p.display()))?;
+    crate::util::write_atomic(&a, &serde_json::to_vec(&anns)?)?;
+    crate::util::write_atomic(&p, &serde_json::to_vec(&preds)?)?;
     Ok((a, p))
 }
 

@@ -19,7 +19,7 @@
 //! unused initializers.
 
 use super::onnx_graph::{attr_i, dtype_name, ir_version_for_opset, tensor_values};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -297,7 +297,7 @@ impl fmt::Display for CheckReport {
 
 /// Checks an .onnx file; the error names the file.
 pub fn check_file(path: &Path) -> Result<CheckReport> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = super::read_onnx_bytes(path)?;
     let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| anyhow!("{}: not an ONNX model: {e}", path.display()))?;
     check_model(&model).map_err(|e| anyhow!("{}: {e}", path.display()))
 }

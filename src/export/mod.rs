@@ -81,6 +81,16 @@ impl ExportOptions {
     }
 }
 
+/// Largest .onnx read: protobuf's own 2 GiB message limit (larger models keep their
+/// weights in external data files, which yolo-qat does not write).
+pub const MAX_ONNX_BYTES: u64 = 2 << 30;
+
+/// The bytes of an .onnx file: a regular file within [`MAX_ONNX_BYTES`] (a device such as
+/// `/dev/zero` would otherwise be read until memory runs out).
+pub fn read_onnx_bytes(path: &Path) -> Result<Vec<u8>> {
+    crate::util::regular_file::read_regular(path, MAX_ONNX_BYTES).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))
+}
+
 /// A graph input or output: name, dims, element type.
 #[derive(Debug, Clone)]
 pub struct TensorSpec {

@@ -5,7 +5,7 @@
 //! back as CPU tensors of their ONNX type (float32 → Float, int32 → Int,
 //! int64 → Int64).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use onnx_protobuf::{Message, ModelProto};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -117,7 +117,7 @@ impl OnnxModel {
 
     pub fn load_with(path: &Path, opts: &OrtOptions) -> Result<Self> {
         let env = environment()?;
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let bytes = super::read_onnx_bytes(path)?;
         let proto = ModelProto::parse_from_bytes(&bytes).map_err(|e| anyhow!("{}: not an ONNX model: {e}", path.display()))?;
         let metadata = proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
         let level = match opts.optimization {

@@ -63,8 +63,8 @@ impl<'a> QdqEmitter<'a> {
             bail!("quantizer `{}` quantizes an activation but has {} amax values (activations are per tensor)", q.label, amax.numel());
         }
         let a = amax.double_value(&[]);
-        if !a.is_finite() {
-            bail!("quantizer `{}` has a non-finite amax {a}", q.label);
+        if !(a.is_finite() && a > 0.0) {
+            bail!("quantizer `{}` has amax {a}; an activation's amax must be finite and > 0 (calibrate again)", q.label);
         }
         Ok(Some((a, q.label.clone())))
     }
@@ -108,8 +108,9 @@ impl<'a> QdqEmitter<'a> {
             1 => vec![amax[0]; out_channels as usize],
             n => bail!("quantizer `{}`: {n} amax values for a weight of {out_channels} output channels", q.label),
         };
-        if let Some(bad) = amax.iter().find(|a| !a.is_finite()) {
-            bail!("quantizer `{}` has a non-finite amax {bad}", q.label);
+        // 0 is a channel of all-zero weights (its scale becomes tiny, as in training).
+        if let Some(bad) = amax.iter().find(|a| !(a.is_finite() && **a >= 0.0)) {
+            bail!("quantizer `{}` has amax {bad}; a weight's amax must be finite and >= 0", q.label);
         }
         let scales: Vec<f32> = amax.iter().map(|&a| scale_of(a as f64)).collect();
         Ok(self.weight_pair(g, w, &scales, at))

@@ -3,7 +3,7 @@
 
 use super::builder::{Builder, ConvGeom};
 use super::graph::ValueId;
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 /// `AConv(c1, c2)`: avg-pool 2x2/1, then a 3x3/2 conv.
 pub fn aconv(b: &mut Builder, name: &str, x: ValueId, c2: i64) -> Result<ValueId> {
@@ -77,6 +77,9 @@ pub fn sppelan(b: &mut Builder, name: &str, x: ValueId, c2: i64, c3: i64) -> Res
 
 /// `CBLinear(c1, c2s, k, s)`: one conv with bias, split into `c2s` parts.
 pub fn cblinear(b: &mut Builder, name: &str, x: ValueId, c2s: &[i64], k: i64, s: i64) -> Result<Vec<ValueId>> {
+    if let Some(c) = c2s.iter().find(|&&c| c < 1) {
+        bail!("output channels {c}: must be at least 1");
+    }
     let total = c2s.iter().sum();
     let y = b.plain_conv(&format!("{name}.conv"), x, ConvGeom::new(total, k, s), true)?;
     Ok(b.split(&format!("{name}.split"), y, c2s))

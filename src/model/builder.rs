@@ -70,6 +70,19 @@ impl<'a> Builder<'a> {
 
     fn shape(&self, x: ValueId, geom: ConvGeom) -> Result<[i64; 4]> {
         let c1 = self.channels[x];
+        // What torch.nn.Conv2d itself refuses, said before libtorch divides by it.
+        if c1 < 1 || geom.c2 < 1 {
+            bail!("channels {c1} -> {}: must be at least 1", geom.c2);
+        }
+        if geom.k < 1 || geom.s < 1 || geom.g < 1 || geom.p.is_some_and(|p| p < 0) {
+            bail!(
+                "kernel {}, stride {}, groups {}, padding {:?}: kernel, stride and groups must be at least 1, padding at least 0",
+                geom.k,
+                geom.s,
+                geom.g,
+                geom.p
+            );
+        }
         if c1 % geom.g != 0 || geom.c2 % geom.g != 0 {
             bail!("channels {c1} -> {} do not divide into {} groups", geom.c2, geom.g);
         }

@@ -76,7 +76,16 @@ impl ModelConfig {
 
     pub fn from_value(raw: Value) -> Result<Self> {
         let nc = raw.get("nc").and_then(Value::as_u64).ok_or_else(|| anyhow!("model yaml has no integer `nc`"))? as usize;
+        if nc == 0 {
+            bail!("nc 0: a detection model needs at least one class");
+        }
         let num = |k: &str, d: f64| raw.get(k).and_then(Value::as_f64).unwrap_or(d);
+        for k in ["depth_multiple", "width_multiple"] {
+            let v = num(k, 1.0);
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{k} {v}: must be a positive number");
+            }
+        }
         let anchors = match raw.get("anchors") {
             Some(Value::Number(n)) => n.as_u64().unwrap_or(3) as usize,
             Some(Value::Sequence(s)) => s.first().and_then(Value::as_sequence).map_or(3, |a| a.len() / 2),

@@ -91,6 +91,9 @@ fn build_layer(
         "SPPELAN" => one(blocks::sppelan(b, name, single(from)?, scaled_c2(cfg, args)?, arg_i64(args, 1, None)?)?),
         "nn.Upsample" => {
             let scale = arg_i64(args, 1, Some(2))?;
+            if scale < 1 {
+                bail!("scale factor {scale}: must be a positive integer");
+            }
             if args.get(2).and_then(serde_yaml::Value::as_str).is_some_and(|m| m != "nearest") {
                 bail!("only nearest upsampling is supported");
             }

@@ -96,7 +96,11 @@ pub fn from_meta(graph: &mut Graph, meta: &QuantMeta, tensors: &BTreeMap<String,
     let mut table = QuantTable::default();
     for (i, q) in meta.quantizers.iter().enumerate() {
         let id = table.add(q.per_channel, q.label.clone());
-        table.quantizers[id].amax = tensors.get(&format!("quant.{i}.amax")).map(|t| t.shallow_clone());
+        let amax = tensors.get(&format!("quant.{i}.amax"));
+        if let Some(a) = amax {
+            check_amax(a).map_err(|e| anyhow!("quantizer `{}` (quant.{i}.amax): {e}", q.label))?;
+        }
+        table.quantizers[id].amax = amax.map(|t| t.shallow_clone());
         table.quantizers[id].known_amax = q.known_amax;
     }
     let by_name: HashMap<String, usize> = graph.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
@@ -120,6 +124,17 @@ pub fn from_meta(graph: &mut Graph, meta: &QuantMeta, tensors: &BTreeMap<String,
     table.refresh();
     let groups = meta.ties.iter().map(|m| TieGroup { quant: 0, members: m.clone() }).collect();
     Ok(QuantState { table, groups, calib_method: meta.calib_method.clone(), skip_layers: meta.skip_layers.clone() })
+}
+
+/// A saved amax is finite and not negative. 0 is kept: calibration gives it honestly to an
+/// activation that was always 0 or a channel of all-zero weights (used as a tiny amax);
+/// export refuses it on an activation (`export::qdq`).
+fn check_amax(a: &Tensor) -> Result<()> {
+    let v: Vec<f64> = Vec::<f64>::try_from(a.to_kind(tch::Kind::Double).reshape([-1]))?;
+    if let Some(bad) = v.iter().find(|&&x| !(x.is_finite() && x >= 0.0)) {
+        bail!("holds amax {bad}; amax must be finite and >= 0");
+    }
+    Ok(())
 }
 
 /// Switches every slot of top-level layer `layer` on or off.

@@ -1,36 +1,35 @@
 //! Small helpers shared across the pipeline.
 
-use anyhow::{Context, Result};
+pub mod cleanup;
+pub mod regular_file;
+pub mod run_lock;
+pub mod safe_write;
+
+pub use run_lock::RunLock;
+pub use safe_write::{check_output, write_atomic, write_safetensors_atomic};
+
+use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`,
-/// so that a crash never leaves a half-written output.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("out")));
-    write_via_temp(path, &tmp, |t| Ok(std::fs::write(t, bytes)?))
-}
-
-/// `write(tmp)`, then `tmp` renamed over `path` (its folder created first).
-fn write_via_temp(path: &Path, tmp: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    }
-    write(tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    Ok(())
-}
-
 /// Upstream's `increment_path`: `runs/x/exp`, then `exp2`, `exp3`… unless `exist_ok`.
+/// A new folder is claimed with `create_dir`, which fails when it exists, so two runs
+/// started at once never share one.
 pub fn increment_dir(project: &Path, name: &str, exist_ok: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(project).with_context(|| format!("{}: cannot create folder", project.display()))?;
     let base = project.join(name);
-    let dir = if exist_ok || !base.exists() { base } else { (2..).map(|n| project.join(format!("{name}{n}"))).find(|p| !p.exists()).expect("unbounded") };
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    Ok(dir)
-}
-
-/// `Tensor::write_safetensors` through a temporary file and a rename (see `write_atomic`).
-pub fn write_safetensors_atomic(path: &Path, tensors: &[(String, tch::Tensor)]) -> Result<()> {
-    write_via_temp(path, &path.with_extension("safetensors.tmp"), |t| Ok(tch::Tensor::write_safetensors(tensors, t)?))
+    if exist_ok {
+        std::fs::create_dir_all(&base).with_context(|| format!("{}: cannot create folder", base.display()))?;
+        return Ok(base);
+    }
+    for n in 1..100_000 {
+        let dir = if n == 1 { base.clone() } else { project.join(format!("{name}{n}")) };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(anyhow!("{}: cannot create folder: {e}", dir.display())),
+        }
+    }
+    Err(anyhow!("{}: no free {name}N folder name; use --exist-ok or another --name", project.display()))
 }
 
 /// The message of a libtorch error out of tch's panic text, which wraps it (and a C++
@@ -87,5 +86,13 @@ mod tests {
         let panic = r#"called `Result::unwrap()` on an `Err` value: Torch("CUDA error: operation not permitted\nSearch for x\nframe #0")"#;
         assert_eq!(torch_error_line(panic), "CUDA error: operation not permitted");
         assert_eq!(torch_error_line("plain message\nmore"), "plain message");
+    }
+
+    #[test]
+    fn increment_dir_claims_a_fresh_folder() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(increment_dir(d.path(), "exp", false).unwrap(), d.path().join("exp"));
+        assert_eq!(increment_dir(d.path(), "exp", false).unwrap(), d.path().join("exp2"));
+        assert_eq!(increment_dir(d.path(), "exp", true).unwrap(), d.path().join("exp"));
     }
 }
