@@ -14,8 +14,8 @@ use yolo_qat::model::graph::Op;
 use yolo_qat::quant::calibrate::{calibrate, prepare, prepare_with, PrepareOptions};
 use yolo_qat::quant::objective::Objective;
 use yolo_qat::quant::qat::{Qat, Supervision};
-use yolo_qat::quant::task_loss::gt_boxes;
 use yolo_qat::quant::sensitivity::analyze;
+use yolo_qat::quant::task_loss::gt_boxes;
 use yolo_qat::quant::tying::TieScope;
 use yolo_qat::quant::CalibMethod;
 

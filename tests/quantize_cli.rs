@@ -118,7 +118,8 @@ fn max_ap_drop_keeps_the_most_sensitive_layers_in_floating_point() {
     assert!(ap("QAT-0") < ap("Origin") && !fp.is_empty(), "QAT-0 {} vs Origin {}: {text}", ap("QAT-0"), ap("Origin"));
     // Layers join in the order of the sensitivity measured on the finetuned model.
     let sens = read("sensitivity.json");
-    let mut ranked: Vec<(f64, String)> = sens["layers"].as_array().unwrap().iter().map(|l| (l["gain"].as_f64().unwrap(), l["layer"].as_str().unwrap().to_string())).collect();
+    let mut ranked: Vec<(f64, String)> =
+        sens["layers"].as_array().unwrap().iter().map(|l| (l["gain"].as_f64().unwrap(), l["layer"].as_str().unwrap().to_string())).collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let order: Vec<String> = ranked.into_iter().map(|(_, l)| l).take(fp.len()).collect();
     assert_eq!(fp, order);

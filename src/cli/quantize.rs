@@ -3,8 +3,10 @@
 //! floating point until the INT8 model is within that AP of the FP model.
 
 use super::common::{eval_set, open_fp, print_table, train_loader, Row};
-pub use super::quantize_args::Args;
 use super::parse_device;
+pub use super::quantize_args::Args;
+use super::validate;
+use crate::checkpoint::epoch_checkpoints::{self, new_run_id, RUN_ID_KEY};
 use crate::checkpoint::load::load;
 use crate::data::config::DataConfig;
 use crate::data::hyp::Hyp;
@@ -24,6 +26,7 @@ use crate::quant::state::set_layer_enabled;
 use crate::quant::train::{images_to_tensor, Batch, Trainer};
 use crate::quant::tying::TieScope;
 use crate::quant::CalibMethod;
+use crate::util::RunLock;
 use crate::util::{increment_dir, write_atomic};
 use anyhow::{anyhow, bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -70,7 +73,12 @@ struct Run {
 }
 
 impl Run {
-    fn save(&self, model: &Detector, file: &str, info: serde_json::Value) -> Result<PathBuf> {
+    /// Saves `model` under `weights/` with `info`, tagged with this run's id (what `--resume`
+    /// trusts).
+    fn save(&self, model: &Detector, file: &str, mut info: serde_json::Value) -> Result<PathBuf> {
+        if let (Some(m), Some(id)) = (info.as_object_mut(), self.meta.get(RUN_ID_KEY)) {
+            m.insert(RUN_ID_KEY.into(), id.clone());
+        }
         let path = self.dir.join("weights").join(file);
         model.save(&path, info)?;
         Ok(path)
@@ -94,7 +102,9 @@ impl Run {
 
     fn batches(&self, epoch: usize) -> impl Iterator<Item = Batch> + '_ {
         let device = self.device;
-        self.loader.iter_forever(1 + epoch as u64).map(move |b: TrainBatch| Batch { x: images_to_tensor(&b.images, b.batch, b.size, b.size, device), labels: b.labels })
+        self.loader
+            .iter_forever(1 + epoch as u64)
+            .map(move |b: TrainBatch| Batch { x: images_to_tensor(&b.images, b.batch, b.size, b.size, device), labels: b.labels })
     }
 }
 
@@ -105,16 +115,20 @@ pub fn run(a: Args) -> Result<()> {
     let ties = TieScope::parse(&a.ties)?;
     let (mut model, data, hyp) = open_fp(&a.weights, &a.data, &a.hyp)?;
     let settings = segmentation_objective(&a, settings, &model)?;
+    validate::imgsz("--imgsz", a.imgsz, validate::max_stride(&model))?;
     let mut skip = parse_layers(&a.skip_layers, model.graph.layers.len())?;
     if a.no_last_layer {
         skip.push(model.graph.layers.len() - 1);
     }
     if a.resume {
         let dir = a.project.join(&a.name);
+        let _lock = RunLock::acquire(&dir)?;
         return resume(&a, settings, model, dir, &data, hyp, device);
     }
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
+    let _lock = RunLock::acquire(&dir)?;
     let mut run = open_run(&a, settings, dir, &data, hyp, device)?;
+    run.meta.insert(RUN_ID_KEY.into(), new_run_id().into());
     tch::manual_seed(a.seed as i64);
     model.to(device, Kind::Float);
     println!("{}: {} layers, quantizing on {device:?}, results in {}", a.weights.display(), model.graph.layers.len(), run.dir.display());
@@ -144,7 +158,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     run.save(&model, &ptq_name, serde_json::json!({ "stage": "ptq", "ap": ptq_ap }))?;
     print_table(&run.rows);
-    run.write_report(serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip, "calib_method": a.calib_method, "ties": a.ties, "calibrate_dfl": a.calibrate_dfl }))?;
+    run.write_report(
+        serde_json::json!({ "calibration_s": calib_s, "skip_layers": skip, "calib_method": a.calib_method, "ties": a.ties, "calibrate_dfl": a.calibrate_dfl }),
+    )?;
     // The FP weights the fallback's teacher needs, before QAT changes them.
     let fp_graph = (a.max_ap_drop.is_some() && settings.objective.uses_teacher()).then(|| model.graph.deep_clone());
     let epochs = settings.epochs;
@@ -172,7 +188,7 @@ fn segmentation_objective(a: &Args, mut s: QatSettings, model: &Detector) -> Res
 /// The run's loader, val set, eval options and report metadata.
 fn open_run(a: &Args, settings: QatSettings, dir: PathBuf, data: &DataConfig, hyp: Hyp, device: Device) -> Result<Run> {
     let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()));
+    let workers = a.workers.unwrap_or_else(super::common::default_workers);
     let loader = train_loader(data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
     let val = eval_set(data, a.imgsz, a.batch_size)?;
     let eopts = EvalOptions { half: device.is_cuda(), save_json: a.eval_pycocotools, ..EvalOptions::new(a.imgsz, a.batch_size, device) };
@@ -181,7 +197,22 @@ fn open_run(a: &Args, settings: QatSettings, dir: PathBuf, data: &DataConfig, hy
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
     let mut meta = serde_json::Map::new();
     meta.insert("settings".into(), settings_json(a, &settings));
-    Ok(Run { dir, stem, rows: Vec::new(), device, settings, loader, val, eopts, stop, meta, next_epoch: 0, t_start: Instant::now(), images: 0, plots: !a.noplots })
+    Ok(Run {
+        dir,
+        stem,
+        rows: Vec::new(),
+        device,
+        settings,
+        loader,
+        val,
+        eopts,
+        stop,
+        meta,
+        next_epoch: 0,
+        t_start: Instant::now(),
+        images: 0,
+        plots: !a.noplots,
+    })
 }
 
 fn settings_json(a: &Args, s: &QatSettings) -> serde_json::Value {
@@ -247,22 +278,23 @@ fn resume(a: &Args, settings: QatSettings, mut fp: Detector, dir: PathBuf, data:
     qat_epochs(a, &mut run, &mut student, Some(teacher), settings.epochs - epoch - 1, Some(epoch)).map(|_| ())
 }
 
-/// The highest finished epoch's checkpoint of a run folder.
+/// The highest finished epoch's checkpoint of this run (its id in the report), leftovers
+/// of interrupted writes removed, other runs' files skipped with a word.
 fn last_epoch(dir: &Path) -> Result<(usize, PathBuf)> {
+    let report: serde_json::Value = std::fs::read_to_string(dir.join("report.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let Some(id) = report["run"][RUN_ID_KEY].as_str() else {
+        bail!("--resume: {} has no report.json with a run id (not a finished epoch of a yolo-qat quantize run)", dir.display());
+    };
     let weights = dir.join("weights");
-    let last = std::fs::read_dir(&weights)
-        .map_err(|_| anyhow!("--resume: {} has no finished run (no weights folder)", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".safetensors") {
-                return None;
-            }
-            let epoch: usize = name.strip_prefix("qat_ep_")?.split('_').next()?.parse().ok()?;
-            Some((epoch, e.path()))
-        })
-        .max_by_key(|(e, _)| *e);
-    last.ok_or_else(|| anyhow!("--resume: no finished QAT epoch in {}", weights.display()))
+    let found = epoch_checkpoints::scan(&weights, id)?;
+    for why in &found.skipped {
+        println!("--resume: skipped {why}");
+    }
+    if !found.removed_tmp.is_empty() {
+        println!("--resume: removed {} unfinished file(s) in {}", found.removed_tmp.len(), weights.display());
+    }
+    let last = found.last().ok_or_else(|| anyhow!("--resume: no finished QAT epoch of this run in {}", weights.display()))?;
+    Ok((last.epoch, last.path.clone()))
 }
 
 /// A QAT student for `model` under the run's settings (`teacher`: the FP graph to imitate,
@@ -301,10 +333,15 @@ fn qat_epochs(a: &Args, run: &mut Run, model: &mut Detector, teacher: Option<Gra
     for k in first..first + epochs {
         let epoch = run.next_epoch;
         let bar = epoch_bar(s.iters, epoch, last);
-        let stats = trainer.epoch(&mut qat, model, run.batches(epoch), k, &run.stop, &bar).map_err(|e| anyhow!("{e:#}; finished epochs are saved in {}", run.dir.display()))?;
+        let stats = trainer
+            .epoch(&mut qat, model, run.batches(epoch), k, &run.stop, &bar)
+            .map_err(|e| anyhow!("{e:#}; finished epochs are saved in {}", run.dir.display()))?;
         bar.finish();
         run.images += stats.images;
-        println!("epoch {epoch}: mean loss {:.5} (box {:.4} cls {:.4} dfl {:.4} distill {:.4}), lr {:.1e}", stats.loss, stats.parts[0], stats.parts[1], stats.parts[2], stats.parts[3], stats.lr);
+        println!(
+            "epoch {epoch}: mean loss {:.5} (box {:.4} cls {:.4} dfl {:.4} distill {:.4}), lr {:.1e}",
+            stats.loss, stats.parts[0], stats.parts[1], stats.parts[2], stats.parts[3], stats.lr
+        );
         qat.bind_for_eval(model);
         let ap = finish_epoch(run, model, epoch, &stats)?;
         qat.bind_master(model);
@@ -330,7 +367,7 @@ fn finish_epoch(run: &mut Run, model: &Detector, epoch: usize, stats: &crate::qu
     let info = serde_json::json!({ "stage": "qat", "epoch": epoch, "ap": r.map, "loss": stats.loss, "fp_layers": skip });
     run.save(model, &format!("qat_ep_{epoch}_ap_{:.4}_{}.safetensors", r.map, run.stem), info.clone())?;
     let mut best = run.best().cloned();
-    if best.as_ref().is_none_or(|b| r.map > b.map) {
+    if r.map.is_finite() && best.as_ref().is_none_or(|b| r.map > b.map) {
         run.save(model, &format!("qat_best_{}.safetensors", run.stem), info)?;
         best = Some(Row { name: "QAT-Best".into(), ..row.clone() });
     }

@@ -1,6 +1,7 @@
 //! `yolo-qat quantize` flags, and the QAT settings they resolve to (a recipe's
 //! values, overridden flag by flag, each checked once with a one-line error).
 
+use super::validate::{count, positive, workers};
 use crate::quant::objective::{LossKind, LrShape, Objective};
 use crate::quant::recipe::{QatSettings, Recipe};
 use anyhow::{bail, Result};
@@ -159,20 +160,6 @@ pub struct Args {
     pub workers: Option<usize>,
 }
 
-fn positive(flag: &str, v: f64) -> Result<f64> {
-    if !(v.is_finite() && v > 0.0) {
-        bail!("{flag} {v}: expected a finite number > 0");
-    }
-    Ok(v)
-}
-
-fn at_least_one(flag: &str, v: usize) -> Result<usize> {
-    if v == 0 {
-        bail!("{flag} 0: expected at least 1");
-    }
-    Ok(v)
-}
-
 impl Args {
     pub fn recipe(&self) -> Recipe {
         match self.recipe {
@@ -185,14 +172,17 @@ impl Args {
     pub fn settings(&self) -> Result<QatSettings> {
         let mut s = QatSettings::of(self.recipe());
         if let Some(e) = self.epochs {
-            s.epochs = at_least_one("--epochs", e)?;
+            s.epochs = count("--epochs", e)?;
         }
         if let Some(i) = self.iters {
-            s.iters = at_least_one("--iters", i)?;
+            s.iters = count("--iters", i)?;
         }
-        at_least_one("--calib-batches", self.calib_batches)?;
-        at_least_one("--batch-size", self.batch_size)?;
-        at_least_one("--supervision-stride", self.supervision_stride)?;
+        count("--calib-batches", self.calib_batches)?;
+        count("--batch-size", self.batch_size)?;
+        count("--supervision-stride", self.supervision_stride)?;
+        if let Some(w) = self.workers {
+            workers(w)?;
+        }
         s.objective = self.objective(s.objective)?;
         self.apply_schedule(&mut s)?;
         s.learn_amax = match self.learn_amax {
@@ -205,7 +195,7 @@ impl Args {
             if !(d.is_finite() && d >= 0.0) {
                 bail!("--max-ap-drop {d}: expected an AP difference ≥ 0, e.g. 0.002");
             }
-            at_least_one("--recover-epochs", self.recover_epochs)?;
+            count("--recover-epochs", self.recover_epochs)?;
             if self.no_eval_origin {
                 bail!("--max-ap-drop needs the FP model's AP: drop --no-eval-origin");
             }
@@ -315,7 +305,9 @@ mod tests {
 
     #[test]
     fn flags_override_the_recipe() {
-        let s = parse(&["--recipe", "seed", "--loss", "task+distill", "--task-weight", "2", "--ema", "--learn-amax", "1e-3", "--lr-scale", "10"]).settings().unwrap();
+        let s = parse(&["--recipe", "seed", "--loss", "task+distill", "--task-weight", "2", "--ema", "--learn-amax", "1e-3", "--lr-scale", "10"])
+            .settings()
+            .unwrap();
         assert_eq!(s.objective.kind, LossKind::TaskDistill);
         assert_eq!((s.objective.task_weight, s.objective.distill_weight), (2.0, 1.0));
         assert_eq!(s.ema, Some((0.999, 200.0)));

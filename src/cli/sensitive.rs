@@ -3,12 +3,12 @@
 use super::common::{default_workers, eval_set, open_fp, train_loader};
 use super::parse_device;
 use super::validate;
-use crate::quant::train::images_to_tensor;
 use crate::eval::validate::{evaluate, EvalOptions};
 use crate::progress::Progress;
 use crate::quant::calibrate::{calibrate, prepare_with, PrepareOptions};
 use crate::quant::sensitivity::analyze;
 use crate::quant::state::quantized_layers;
+use crate::quant::train::images_to_tensor;
 use crate::quant::tying::TieScope;
 use crate::quant::CalibMethod;
 use crate::util::{increment_dir, write_atomic, RunLock};

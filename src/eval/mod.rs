@@ -1,8 +1,8 @@
 //! val.py's evaluation: NMS, prediction/label matching, AP metrics and COCO json export.
 
 pub mod coco_json;
-pub mod masks;
 pub mod confusion;
+pub mod masks;
 pub mod matching;
 pub mod metrics;
 pub mod nms;

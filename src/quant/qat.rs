@@ -108,8 +108,11 @@ impl Qat {
         let q = student.quant.as_ref().expect("QAT needs a quantized student");
         let weights = FlatWeightQuant::new(&student.graph, &params, &q.table);
         let g = &student.graph;
-        let mut supervised: Vec<ValueId> =
-            supervised_layers(g.layers.len(), supervision.stride).into_iter().filter(|&i| g.layers[i].outputs.len() == 1).map(|i| g.layers[i].outputs[0]).collect();
+        let mut supervised: Vec<ValueId> = supervised_layers(g.layers.len(), supervision.stride)
+            .into_iter()
+            .filter(|&i| g.layers[i].outputs.len() == 1)
+            .map(|i| g.layers[i].outputs[0])
+            .collect();
         if supervision.head {
             supervised.extend(&g.heads);
         }
@@ -248,8 +251,8 @@ impl Qat {
         let x_static = x.copy();
         let gt_static = gt.map(|g| GtBoxes { labels: g.labels.copy(), boxes: g.boxes.copy(), mask: g.mask.copy() });
         // A libtorch error while recording (an op that syncs with the host) panics in tch.
-        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, gt_static.as_ref(), device)))
-            .unwrap_or_else(|p| {
+        let recorded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, gt_static.as_ref(), device))).unwrap_or_else(|p| {
                 let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic");
                 Err(anyhow::anyhow!("{}", crate::util::torch_error_line(msg)))
             });

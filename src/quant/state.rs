@@ -73,7 +73,8 @@ fn places(graph: &Graph) -> Vec<(usize, String, Slot)> {
 pub fn to_meta(graph: &Graph, state: &QuantState) -> (QuantMeta, Vec<(String, Tensor)>) {
     let slots =
         places(graph).into_iter().map(|(i, place, s)| SlotMeta { node: graph.nodes[i].name.clone(), place, quant: s.quant, enabled: s.enabled }).collect();
-    let quantizers = state.table.quantizers.iter().map(|q| QuantizerMeta { label: q.label.clone(), per_channel: q.per_channel, known_amax: q.known_amax }).collect();
+    let quantizers =
+        state.table.quantizers.iter().map(|q| QuantizerMeta { label: q.label.clone(), per_channel: q.per_channel, known_amax: q.known_amax }).collect();
     let tensors = state
         .table
         .quantizers
