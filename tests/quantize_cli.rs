@@ -36,7 +36,18 @@ fn resume_is_exact(recipe: &str) {
     let r = ["--recipe", recipe];
     quantize(p, "whole", "2", &r);
     quantize(p, "cut", "1", &r);
+    // Leftovers that must not be trusted: another run's later epoch, and an unfinished write.
+    let weights = p.join("cut").join("weights");
+    let foreign = std::fs::read_dir(p.join("whole").join("weights"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.file_name().unwrap().to_string_lossy().starts_with("qat_ep_1_"))
+        .unwrap();
+    std::fs::copy(&foreign, weights.join(foreign.file_name().unwrap())).unwrap();
+    let tmp = weights.join(".qat_ep_1_ap_0.5000_x.safetensors.1.0.tmp");
+    std::fs::write(&tmp, b"half written").unwrap();
     let resumed = quantize(p, "cut", "2", &[&r[..], &["--resume"]].concat());
+    assert!(resumed.contains("--resume: skipped") && !tmp.exists(), "{resumed}");
     assert!(resumed.contains("optimizer state of epoch 0 restored"), "{resumed}");
     assert_eq!(qat_row(p, "cut", "QAT-1"), qat_row(p, "whole", "QAT-1"));
     assert_eq!(qat_row(p, "cut", "QAT-0"), qat_row(p, "whole", "QAT-0"));
@@ -75,6 +86,8 @@ fn learned_ranges_reach_the_saved_checkpoints() {
         let m = yolo_qat::checkpoint::load::load(f).unwrap();
         m.quant.unwrap().table.quantizers.iter().filter(|q| !q.per_channel).map(|q| q.amax_f64()).collect()
     };
+    // --no-eval-ptq: the PTQ file does not claim an AP of 0.
+    assert!(!find("ptq_").to_string_lossy().contains("ap_0.0000"), "{}", find("ptq_").display());
     let (ptq, qat) = (ranges(&find("ptq_")), ranges(&find("qat_ep_0_")));
     assert_eq!(ptq.len(), qat.len());
     let moved = ptq.iter().zip(&qat).filter(|(a, b)| a != b).count();

@@ -3,7 +3,7 @@
 //! classes, columns true classes, index `nc` the background row and column.
 
 use crate::data::labels::Label;
-use crate::eval::matching::box_iou;
+use crate::eval::matching::{box_iou, first_by_key};
 use crate::eval::nms::Detection;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,8 +57,8 @@ impl ConfusionMatrix {
                 }
             }
         }
-        let m = first_by(by_iou_desc(m), |x| x.1);
-        first_by(by_iou_desc(m), |x| x.0).into_iter().map(|(l, d, _)| (l, d)).collect()
+        let m = first_by_key(by_iou_desc(m), |x| x.1);
+        first_by_key(by_iou_desc(m), |x| x.0).into_iter().map(|(l, d, _)| (l, d)).collect()
     }
 
     /// Correct detections per class (the diagonal without the background cell).
@@ -78,19 +78,6 @@ fn by_iou_desc(mut m: Vec<(usize, usize, f32)>) -> Vec<(usize, usize, f32)> {
     m.sort_by(|a, b| a.2.total_cmp(&b.2)); // stable ascending, then reversed as argsort()[::-1]
     m.reverse();
     m
-}
-
-/// np.unique(key, return_index=True): each key's first row, ordered by key.
-fn first_by(m: Vec<(usize, usize, f32)>, key: impl Fn(&(usize, usize, f32)) -> usize) -> Vec<(usize, usize, f32)> {
-    let mut idx: Vec<usize> = (0..m.len()).collect();
-    idx.sort_by_key(|&i| key(&m[i]));
-    let mut out: Vec<(usize, usize, f32)> = Vec::new();
-    for i in idx {
-        if out.last().is_none_or(|o| key(o) != key(&m[i])) {
-            out.push(m[i]);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ fn unique_matches(mut m: Vec<(usize, usize, f32)>) -> Vec<(usize, usize, f32)> {
 }
 
 /// np.unique(keys, return_index=True): the first row of each key, ordered by key.
-fn first_by_key(m: Vec<(usize, usize, f32)>, key: impl Fn(&(usize, usize, f32)) -> usize) -> Vec<(usize, usize, f32)> {
+pub(crate) fn first_by_key(m: Vec<(usize, usize, f32)>, key: impl Fn(&(usize, usize, f32)) -> usize) -> Vec<(usize, usize, f32)> {
     let mut out: Vec<(usize, usize, f32)> = Vec::with_capacity(m.len());
     let mut idx: Vec<usize> = (0..m.len()).collect();
     idx.sort_by_key(|&i| key(&m[i])); // stable: ties keep their first occurrence first
