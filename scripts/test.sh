@@ -7,6 +7,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/env.sh"
 cd "$here"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-cargo fmt --check
-cargo clippy --release --locked --all-targets -- -D warnings
-cargo test --release --locked "$@"
+cargo fmt --all --check
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+cargo test --release --locked --workspace "$@"

@@ -1,11 +1,15 @@
 //! yolo-qat: upstream YOLOv9 checkpoints to INT8 TensorRT-ready models.
-//! The pipeline reads in folder order: checkpoint → model → quant → data → eval → export → plots
-//! (pictures from eval's plain data) → cli; `progress` and `util` serve every stage.
+//! The pipeline reads in layer order (docs/architecture.md): the checkpoint reader (its
+//! own crate, no libtorch) → model → quant → detector (a model with its quantizers,
+//! loaded and saved) → data → eval → export → plots (pictures from eval's plain data)
+//! → cli; `cuda`, `progress` and `util` serve every stage.
 
-pub mod checkpoint;
+pub use yolo_qat_checkpoint as checkpoint;
+
 pub mod cli;
 pub mod cuda;
 pub mod data;
+pub mod detector;
 pub mod eval;
 pub mod export;
 pub mod model;

@@ -2,9 +2,9 @@
 //! imgsz 320, CPU fp32, batch 16): P 0.8813, R 0.6996, mAP50 0.7927, mAP 0.6361.
 
 use std::path::Path;
-use yolo_qat::checkpoint::load::load;
 use yolo_qat::data::config::DataConfig;
 use yolo_qat::data::val_set::{ValSet, ValSetOptions};
+use yolo_qat::detector::load;
 use yolo_qat::eval::validate::{evaluate, EvalOptions};
 
 #[test]

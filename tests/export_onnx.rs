@@ -7,11 +7,11 @@ use onnx_protobuf::{Message, ModelProto};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Kind, Tensor};
-use yolo_qat::checkpoint::load::load;
+use yolo_qat::detector::load;
+use yolo_qat::detector::Detector;
 use yolo_qat::export::onnx_graph::{attr_f, attr_i, attr_s, tensor_values};
 use yolo_qat::export::ort::{OnnxModel, OrtOptimization, OrtOptions};
 use yolo_qat::export::{check_file, check_model, export, End2End, ExportOptions, Nms};
-use yolo_qat::model::detector::Detector;
 use yolo_qat::quant::calibrate::{calibrate, prepare};
 use yolo_qat::quant::CalibMethod;
 
@@ -653,7 +653,7 @@ fn resize_to_another_maps_size_exports_static_and_dynamic() {
     let cfg = dir.path().join("cbfuse.yaml");
     std::fs::write(&cfg, CBFUSE_YAML).unwrap();
     tch::manual_seed(1);
-    let mut m = yolo_qat::checkpoint::load::random(&cfg, None).unwrap();
+    let mut m = yolo_qat::detector::random(&cfg, None).unwrap();
     assert!(m.graph.nodes.iter().any(|n| matches!(n.op, yolo_qat::model::graph::Op::ResizeLike)));
     tch::manual_seed(2);
     let x = Tensor::rand([2, 3, 96, 128], (Kind::Float, tch::Device::Cpu));

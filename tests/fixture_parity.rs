@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
-use yolo_qat::checkpoint::load::load;
+use yolo_qat::detector::load;
 use yolo_qat::model::forward::NoQuant;
 
 const FIXTURES: &str = "../shared/fixtures";

@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
-use yolo_qat::checkpoint::load::load;
 use yolo_qat::data::config::DataConfig;
 use yolo_qat::data::val_set::{ValSet, ValSetOptions};
+use yolo_qat::detector::load;
 use yolo_qat::eval::matching::box_iou;
 use yolo_qat::eval::metrics::smooth;
 use yolo_qat::eval::validate::{evaluate, EvalOptions, EvalResult};

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
-use yolo_qat::checkpoint::load::load;
 use yolo_qat::data::config::DataConfig;
 use yolo_qat::data::hyp::Hyp;
 use yolo_qat::data::train_loader::TrainLoader;
 use yolo_qat::data::val_set::{ValSet, ValSetOptions};
+use yolo_qat::detector::load;
+use yolo_qat::detector::Detector;
 use yolo_qat::eval::validate::{evaluate, EvalOptions};
-use yolo_qat::model::detector::Detector;
 use yolo_qat::model::graph::Op;
 use yolo_qat::quant::calibrate::{calibrate, prepare, prepare_with, PrepareOptions};
 use yolo_qat::quant::objective::Objective;

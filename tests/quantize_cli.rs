@@ -83,7 +83,7 @@ fn learned_ranges_reach_the_saved_checkpoints() {
         e.unwrap_or_else(|| panic!("no {prefix}* in {}", weights.display()))
     };
     let ranges = |f: &Path| -> Vec<Option<f64>> {
-        let m = yolo_qat::checkpoint::load::load(f).unwrap();
+        let m = yolo_qat::detector::load(f).unwrap();
         m.quant.unwrap().table.quantizers.iter().filter(|q| !q.per_channel).map(|q| q.amax_f64()).collect()
     };
     // --no-eval-ptq: the PTQ file does not claim an AP of 0.
@@ -146,13 +146,13 @@ fn max_ap_drop_keeps_the_most_sensitive_layers_in_floating_point() {
     image::open(p.join("fb").join("results.png")).unwrap();
     assert_eq!(target["met"].as_bool().unwrap(), ap("QAT-Best") >= ap("Origin"));
     // The FLOP share is the FP layers' share of the model's convolution FLOPs at this size.
-    let m = yolo_qat::checkpoint::load::load(Path::new(WEIGHTS)).unwrap();
-    let flops = yolo_qat::model::info::layer_gflops(&m, 160);
+    let m = yolo_qat::detector::load(Path::new(WEIGHTS)).unwrap();
+    let flops = yolo_qat::model::info::layer_gflops(&m.graph, 160);
     let fp_idx: Vec<usize> = fp.iter().map(|l| l.trim_start_matches("model.").parse().unwrap()).collect();
     let share = fp_idx.iter().map(|&i| flops[i]).sum::<f64>() / flops.iter().sum::<f64>();
     assert!((target["fp_flop_share"].as_f64().unwrap() - share).abs() < 1e-9);
     // The saved best model keeps those layers' quantizers off.
-    let best = yolo_qat::checkpoint::load::load(&p.join("fb").join("weights").join("qat_best_yolov9-t-shapes-converted.safetensors")).unwrap();
+    let best = yolo_qat::detector::load(&p.join("fb").join("weights").join("qat_best_yolov9-t-shapes-converted.safetensors")).unwrap();
     if target["met"].as_bool().unwrap() {
         let last = *fp_idx.last().unwrap();
         assert!(best.graph.nodes.iter().filter(|n| n.layer == last).all(|n| n.quant.all().all(|s| !s.enabled)));

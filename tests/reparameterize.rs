@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
-use yolo_qat::checkpoint::load::{load, read_checkpoint};
-use yolo_qat::model::detector::Detector;
+use yolo_qat::detector::Detector;
+use yolo_qat::detector::{load, read_checkpoint};
 use yolo_qat::model::parse::build;
 use yolo_qat::model::reparam::{infer_target, map_names};
 use yolo_qat::model::weights::StateDict;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
-use yolo_qat::checkpoint::load::load;
+use yolo_qat::detector::load;
 use yolo_qat::model::forward::NoQuant;
 use yolo_qat::quant::task_loss::{gt_boxes, TaskLoss};
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use yolo_qat_fuzz::data::image_io::decode_bytes;
+use yolo_qat_readers::image_io::decode_bytes;
 
 /// 4 MP: small enough for fast runs, large enough that real headers pass.
 const LIMIT: u64 = 1 << 22;

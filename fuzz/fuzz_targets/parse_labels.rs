@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use yolo_qat_fuzz::data::labels::parse_labels;
+use yolo_qat_readers::labels::parse_labels;
 
 const NC: usize = 80;
 

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use yolo_qat_fuzz::checkpoint::upstream::read_upstream_bytes;
+use yolo_qat_checkpoint::upstream::read_upstream_bytes;
 
 fuzz_target!(|data: &[u8]| {
     if let Err(e) = read_upstream_bytes("fuzz.pt", data) {

@@ -6,9 +6,9 @@
 use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
-use yolo_qat_fuzz::checkpoint::error::ErrorKind;
-use yolo_qat_fuzz::checkpoint::pickle::{unpickle, StorageSource};
-use yolo_qat_fuzz::checkpoint::upstream::from_checkpoint;
+use yolo_qat_checkpoint::error::ErrorKind;
+use yolo_qat_checkpoint::pickle::{unpickle, StorageSource};
+use yolo_qat_checkpoint::upstream::from_checkpoint;
 
 /// Any key names a 4 KiB storage of a repeating byte pattern.
 struct Filled;

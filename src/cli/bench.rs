@@ -5,10 +5,10 @@
 use super::common::{default_workers, train_loader};
 use super::parse_device;
 use super::validate;
-use crate::checkpoint::load::{load, random};
 use crate::cuda::memory::PeakMemory;
 use crate::data::config::DataConfig;
-use crate::model::detector::Detector;
+use crate::detector::Detector;
+use crate::detector::{load, random};
 use crate::model::graph::channels_last;
 use crate::model::info::gflops;
 use crate::quant::calibrate::{calibrate, prepare};
@@ -79,7 +79,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut m = model(&a)?;
     validate::imgsz("--imgsz", a.imgsz, validate::max_stride(&m))?;
     m.to(device, Kind::Float);
-    let fwd_gflops = gflops(&m, a.imgsz as i64);
+    let fwd_gflops = gflops(&m.graph, a.imgsz as i64);
     let x = Tensor::rand([a.batch_size as i64, 3, a.imgsz as i64, a.imgsz as i64], (Kind::Float, device));
     let mem = PeakMemory::start();
     let report = match a.what.as_str() {

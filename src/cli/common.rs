@@ -1,12 +1,12 @@
 //! Pieces several commands share: data sets from a data yaml, result rows and tables.
 
-use crate::checkpoint::load::load;
 use crate::data::config::DataConfig;
 use crate::data::hyp::Hyp;
 use crate::data::train_loader::TrainLoader;
 use crate::data::val_set::{ValSet, ValSetOptions};
+use crate::detector::load;
+use crate::detector::Detector;
 use crate::eval::validate::EvalResult;
-use crate::model::detector::Detector;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -3,8 +3,8 @@
 use super::common::eval_set;
 use super::parse_device;
 use super::validate;
-use crate::checkpoint::load::load;
 use crate::data::config::DataConfig;
+use crate::detector::load;
 use crate::eval::validate::{evaluate, EvalOptions, EvalResult};
 use crate::util::{increment_dir, write_atomic, RunLock};
 use anyhow::{bail, Result};

@@ -2,7 +2,7 @@
 //! end-to-end NMS; `--check` runs the TensorRT rules check on any .onnx.
 
 use super::validate;
-use crate::checkpoint::load::load;
+use crate::detector::load;
 use crate::export::{check_file, export, End2End, ExportOptions, Nms};
 use crate::util::check_output;
 use anyhow::{bail, Result};

@@ -2,7 +2,7 @@
 
 use super::parse_device;
 use super::validate;
-use crate::checkpoint::load::load;
+use crate::detector::load;
 use crate::util::check_output;
 use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;

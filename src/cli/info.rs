@@ -1,7 +1,7 @@
 //! `yolo-qat info`: what a model is.
 
-use crate::checkpoint::load::load;
-use crate::model::info::summary;
+use crate::detector::info::summary;
+use crate::detector::load;
 use anyhow::Result;
 use std::path::PathBuf;
 

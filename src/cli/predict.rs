@@ -3,12 +3,12 @@
 
 use super::onnx_eval::onnx_infer;
 use super::parse_device;
-use crate::checkpoint::load::load;
 use crate::data::image_io::{decode_rgb8, RgbImage};
+use crate::detector::load;
+use crate::detector::Detector;
 use crate::eval::predict::{detect, detect_nms, input_shape};
 use crate::eval::validate::{prepare, Infer};
 use crate::export::parse_names_dict;
-use crate::model::detector::Detector;
 use crate::plots::canvas::save;
 use crate::plots::predictions::{draw_detections, side_by_side};
 use crate::progress::Progress;

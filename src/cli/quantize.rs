@@ -6,14 +6,14 @@ use super::common::{eval_set, open_fp, print_table, train_loader, Row};
 use super::parse_device;
 pub use super::quantize_args::Args;
 use super::validate;
-use crate::checkpoint::epoch_checkpoints::{self, new_run_id, RUN_ID_KEY};
-use crate::checkpoint::load::load;
 use crate::data::config::DataConfig;
 use crate::data::hyp::Hyp;
 use crate::data::train_loader::{TrainBatch, TrainLoader};
 use crate::data::val_set::ValSet;
+use crate::detector::epoch_checkpoints::{self, new_run_id, RUN_ID_KEY};
+use crate::detector::load;
+use crate::detector::Detector;
 use crate::eval::validate::{evaluate, EvalOptions};
-use crate::model::detector::Detector;
 use crate::model::graph::Graph;
 use crate::model::info::layer_gflops;
 use crate::plots::results::{write as write_results, EpochRecord, Level};
@@ -418,7 +418,7 @@ fn fallback(a: &Args, run: &mut Run, fp_graph: Option<Graph>, drop: f64) -> Resu
     let best_path = run.dir.join("weights").join(format!("qat_best_{}.safetensors", run.stem));
     let mut model = load(&best_path)?;
     model.to(run.device, Kind::Float);
-    let flops = layer_gflops(&model, a.imgsz as i64);
+    let flops = layer_gflops(&model.graph, a.imgsz as i64);
     let mut best = run.best().map_or(f64::NEG_INFINITY, |r| r.map);
     if best < target {
         println!("QAT-Best AP {best:.4} < Origin {origin:.4} − {drop}: measuring each layer's sensitivity");

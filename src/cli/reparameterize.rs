@@ -1,7 +1,7 @@
 //! `yolo-qat reparameterize`: a dual-head checkpoint as its GELAN model.
 
-use crate::checkpoint::load::read_checkpoint;
-use crate::model::detector::Detector;
+use crate::detector::read_checkpoint;
+use crate::detector::Detector;
 use crate::model::parse::build;
 use crate::model::reparam::{infer_target, map_names};
 use crate::model::weights::StateDict;

@@ -3,7 +3,7 @@
 //! wants a multiple of the model's largest stride; counts of batches, images and
 //! iterations are at least 1; learning rates, thresholds and limits are finite.
 
-use crate::model::detector::Detector;
+use crate::detector::Detector;
 use anyhow::{bail, Result};
 
 /// Largest `--imgsz` accepted: 4096 px already needs ~13 GB of activations per image

@@ -1,11 +1,11 @@
 //! Validation data: data yaml, YOLO labels, image decoding, cv2-compatible
 //! resizing, letterboxing and the rectangular-batch validation set.
 
+pub use yolo_qat_readers::{image_io, labels};
+
 pub mod augment;
 pub mod config;
 pub mod hyp;
-pub mod image_io;
-pub mod labels;
 pub mod letterbox;
 pub mod mosaic;
 pub mod polygon_mask;

@@ -10,7 +10,7 @@ use super::metrics::{EvalStats, ValMetrics};
 use super::nms::{non_max_suppression_indexed, Detection, NmsConfig};
 use super::samples::{sample_batch, SampleBatch, SAMPLE_BATCHES};
 use crate::data::val_set::{ValBatch, ValSet};
-use crate::model::detector::Detector;
+use crate::detector::Detector;
 use crate::progress::Progress;
 use anyhow::Result;
 use rayon::prelude::*;

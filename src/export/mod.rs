@@ -19,7 +19,7 @@ pub mod shapes;
 pub use check::{check_file, check_model, CheckReport};
 pub use end2end::{End2End, Nms};
 
-use crate::model::detector::Detector;
+use crate::detector::Detector;
 use anyhow::{anyhow, bail, Result};
 use lower::{lower_graph, ShapePlan};
 use onnx_graph::{Dim, Elem, OnnxGraph};

@@ -4,7 +4,6 @@ pub mod blocks;
 pub mod builder;
 pub mod config;
 pub mod detect;
-pub mod detector;
 pub mod forward;
 pub mod graph;
 pub mod info;

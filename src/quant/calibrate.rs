@@ -6,7 +6,7 @@ use super::placement::place;
 use super::quantizer::Collect;
 use super::state::{set_layer_enabled, QuantState};
 use super::tying::{tie, TieScope};
-use crate::model::detector::Detector;
+use super::QuantModel;
 use crate::model::graph::Op;
 use crate::progress::Progress;
 use anyhow::{bail, Result};
@@ -32,42 +32,44 @@ impl PrepareOptions {
 }
 
 /// Adds quantizers to an FP model (uncalibrated), every junction tied; returns the tie log lines.
-pub fn prepare(model: &mut Detector, skip_layers: &[usize], method: CalibMethod) -> Result<Vec<String>> {
+pub fn prepare(model: &mut impl QuantModel, skip_layers: &[usize], method: CalibMethod) -> Result<Vec<String>> {
     prepare_with(model, &PrepareOptions { skip_layers: skip_layers.to_vec(), ..PrepareOptions::new(method) })
 }
 
 /// `prepare` with every option.
-pub fn prepare_with(model: &mut Detector, o: &PrepareOptions) -> Result<Vec<String>> {
+pub fn prepare_with(model: &mut impl QuantModel, o: &PrepareOptions) -> Result<Vec<String>> {
     let (skip_layers, method) = (o.skip_layers.as_slice(), o.method);
-    if model.quant.is_some() {
-        bail!("{}: the model is already quantized", model.source.display());
+    if model.quant().is_some() {
+        bail!("{}: the model is already quantized", model.source().display());
     }
-    let n = model.graph.layers.len();
+    let (graph, quant) = model.parts_mut();
+    let n = graph.layers.len();
     if let Some(&bad) = skip_layers.iter().find(|&&l| l >= n) {
         bail!("--skip-layers: model.{bad} does not exist (the model has layers 0..{})", n - 1);
     }
-    let mut table = place(&mut model.graph);
-    let groups = tie(&mut model.graph, &mut table, o.ties);
+    let mut table = place(graph);
+    let groups = tie(graph, &mut table, o.ties);
     if o.dfl_unit_range {
-        for n in &model.graph.nodes {
+        for n in &graph.nodes {
             if let (Op::Detect(_), Some(slot)) = (&n.op, n.quant.internal) {
                 table.quantizers[slot.quant].known_amax = Some(1.0);
             }
         }
     }
     for &l in skip_layers {
-        set_layer_enabled(&mut model.graph, l, false);
+        set_layer_enabled(graph, l, false);
     }
     let lines = groups.iter().map(|g| g.log_line()).collect();
-    model.quant = Some(QuantState { table, groups, calib_method: method.name().to_string(), skip_layers: skip_layers.to_vec() });
+    *quant = Some(QuantState { table, groups, calib_method: method.name().to_string(), skip_layers: skip_layers.to_vec() });
     Ok(lines)
 }
 
 /// Runs FP batches through the model collecting histograms, then sets amax.
 /// Returns the number of activation quantizers that saw no data.
-pub fn calibrate(model: &mut Detector, batches: impl Iterator<Item = Tensor>, method: CalibMethod) -> Result<usize> {
-    let Some(q) = model.quant.as_mut() else { bail!("calibrate: the model has no quantizers") };
-    let graph = &model.graph;
+pub fn calibrate(model: &mut impl QuantModel, batches: impl Iterator<Item = Tensor>, method: CalibMethod) -> Result<usize> {
+    let (graph, quant) = model.parts_mut();
+    let Some(q) = quant.as_mut() else { bail!("calibrate: the model has no quantizers") };
+    let graph = &*graph;
     let out = graph.output;
     let mut seen = 0;
     let mut bar = Progress::new("calibrate", batches.size_hint().1.unwrap_or(0));

@@ -13,6 +13,7 @@ pub mod objective;
 pub mod optimizer;
 pub mod placement;
 pub mod qat;
+pub mod quant_model;
 pub mod quantizer;
 pub mod recipe;
 pub mod sensitivity;
@@ -22,5 +23,6 @@ pub mod train;
 pub mod tying;
 
 pub use calib_method::CalibMethod;
+pub use quant_model::QuantModel;
 pub use quantizer::{QuantTable, Quantizer};
 pub use state::QuantState;

@@ -13,8 +13,8 @@ use super::objective::Objective;
 use super::optimizer::{Adam, FlatParams, LossScale};
 use super::quantizer::QuantTable;
 use super::task_loss::TaskLoss;
+use super::QuantModel;
 use crate::cuda::graph::CudaGraph;
-use crate::model::detector::Detector;
 use crate::model::forward::{NoQuant, QuantHook};
 use crate::model::graph::{channels_last, Graph, QuantId, ValueId};
 use anyhow::{bail, Result};
@@ -97,17 +97,17 @@ impl Qat {
     /// trainable; `half` computes in fp16 with fp32 master weights (mixed precision).
     /// `teacher`: the FP graph to imitate (default: a copy of the student before training).
     /// The objective is the recipe's distillation until [`Qat::set_objective`].
-    pub fn new(student: &mut Detector, teacher: Option<Graph>, supervision: Supervision, half: bool) -> Qat {
-        let mut teacher = teacher.unwrap_or_else(|| student.graph.deep_clone());
+    pub fn new(student: &mut impl QuantModel, teacher: Option<Graph>, supervision: Supervision, half: bool) -> Qat {
+        let mut teacher = teacher.unwrap_or_else(|| student.graph().deep_clone());
         let device = teacher.convs().next().map_or(tch::Device::Cpu, |(_, c)| c.weight.device());
         if half {
             teacher.to(device, Kind::Half);
         }
-        let params = FlatParams::new(&student.graph);
-        params.bind_master(&mut student.graph);
-        let q = student.quant.as_ref().expect("QAT needs a quantized student");
-        let weights = FlatWeightQuant::new(&student.graph, &params, &q.table);
-        let g = &student.graph;
+        let params = FlatParams::new(student.graph());
+        params.bind_master(student.graph_mut());
+        let q = student.quant().expect("QAT needs a quantized student");
+        let weights = FlatWeightQuant::new(student.graph(), &params, &q.table);
+        let g = student.graph();
         let mut supervised: Vec<ValueId> = supervised_layers(g.layers.len(), supervision.stride)
             .into_iter()
             .filter(|&i| g.layers[i].outputs.len() == 1)
@@ -145,9 +145,9 @@ impl Qat {
     }
 
     /// What the step minimizes. Without distillation the teacher is dropped.
-    pub fn set_objective(&mut self, student: &Detector, objective: Objective) {
+    pub fn set_objective(&mut self, student: &impl QuantModel, objective: Objective) {
         self.objective = objective;
-        let g = &student.graph;
+        let g = student.graph();
         if !objective.uses_teacher() {
             self.teacher = None;
             self.supervised.clear();
@@ -186,20 +186,20 @@ impl Qat {
 
     /// Also trains every calibrated activation amax (log-parameterized, Adam at `lr`);
     /// see [`LearnedAmax`]. Call before [`Qat::enable_ema`] to average the ranges too.
-    pub fn learn_amax(&mut self, student: &Detector, lr: f64) {
-        let q = student.quant.as_ref().expect("QAT needs a quantized student");
+    pub fn learn_amax(&mut self, student: &impl QuantModel, lr: f64) {
+        let q = student.quant().expect("QAT needs a quantized student");
         self.learned = LearnedAmax::new(&q.table, lr, self.lr.device());
         self.graphed = None;
     }
 
     /// Binds the weights and ranges to evaluate and save: the moving average when there is
     /// one, else the current ones. [`Qat::bind_master`] goes back to training.
-    pub fn bind_for_eval(&self, student: &mut Detector) {
+    pub fn bind_for_eval(&self, student: &mut impl QuantModel) {
         match &self.ema {
-            Some(e) => self.params.bind(&mut student.graph, &e.flat.detach()),
-            None => self.params.bind_master(&mut student.graph),
+            Some(e) => self.params.bind(student.graph_mut(), &e.flat.detach()),
+            None => self.params.bind_master(student.graph_mut()),
         }
-        if let (Some(l), Some(q)) = (&self.learned, student.quant.as_mut()) {
+        if let (Some(l), Some(q)) = (&self.learned, student.parts_mut().1.as_mut()) {
             match self.ema.as_ref().and_then(|e| e.log_amax.as_ref()) {
                 Some(avg) => l.write_back_from(avg, &mut q.table),
                 None => l.write_back(&mut q.table),
@@ -207,19 +207,19 @@ impl Qat {
         }
     }
 
-    pub fn bind_master(&self, student: &mut Detector) {
-        self.params.bind_master(&mut student.graph);
+    pub fn bind_master(&self, student: &mut impl QuantModel) {
+        self.params.bind_master(student.graph_mut());
     }
 
     /// One distillation step on batch `x` (no labels); see [`Qat::step_with`].
-    pub fn step(&mut self, student: &mut Detector, x: &Tensor, lr: f64) -> Tensor {
+    pub fn step(&mut self, student: &mut impl QuantModel, x: &Tensor, lr: f64) -> Tensor {
         self.step_with(student, x, None, lr)
     }
 
     /// One step on batch `x` with its labels `gt` (needed by the task loss); returns the
     /// weighted loss as a device scalar (the unweighted parts land in `parts`). Replays the
     /// captured graph when there is one for this batch shape and label count.
-    pub fn step_with(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>, lr: f64) -> Tensor {
+    pub fn step_with(&mut self, student: &mut impl QuantModel, x: &Tensor, gt: Option<&GtBoxes>, lr: f64) -> Tensor {
         let _ = self.lr.fill_(lr);
         if let Some(e) = self.ema.as_mut() {
             e.prepare();
@@ -243,7 +243,7 @@ impl Qat {
     /// Records the step for batches shaped like `x` (and label tensors shaped like `gt`) as
     /// a CUDA graph, after three warm-up steps whose effect on the weights and optimizer
     /// state is undone. Later steps of that shape replay it: one launch instead of thousands.
-    pub fn capture(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>) -> Result<()> {
+    pub fn capture(&mut self, student: &mut impl QuantModel, x: &Tensor, gt: Option<&GtBoxes>) -> Result<()> {
         let tch::Device::Cuda(device) = x.device() else { bail!("CUDA graphs need a CUDA device") };
         let state = self.mutable_state();
         let saved: Vec<Tensor> = state.iter().map(Tensor::copy).collect();
@@ -281,7 +281,7 @@ impl Qat {
     }
 
     /// Three warm-up steps on the graph's side stream, then one step recorded.
-    fn record(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>, device: usize) -> Result<(CudaGraph, Tensor)> {
+    fn record(&mut self, student: &mut impl QuantModel, x: &Tensor, gt: Option<&GtBoxes>, device: usize) -> Result<(CudaGraph, Tensor)> {
         let mut graph = CudaGraph::new(device)?;
         for _ in 0..3 {
             let _ = self.step_eager(student, x, gt);
@@ -334,18 +334,18 @@ impl Qat {
     }
 
     /// The step as kernels launched one by one. Nothing here waits for the GPU.
-    fn step_eager(&mut self, student: &mut Detector, x: &Tensor, gt: Option<&GtBoxes>) -> Tensor {
+    fn step_eager(&mut self, student: &mut impl QuantModel, x: &Tensor, gt: Option<&GtBoxes>) -> Tensor {
         let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
         let x = if self.channels_last { channels_last(&x) } else { x };
         let targets = self.teacher.as_ref().map(|t| tch::no_grad(|| t.run_nodes(&x, &mut NoQuant, &self.supervised, Some(&self.teacher_needed))));
         // Weights: fake-quantized all at once on the flat buffer, then viewed by the convs.
         let wq = self.weights.apply(&self.params.flat);
         let wq = if self.half { wq.to_kind(Kind::Half) } else { wq };
-        self.params.bind(&mut student.graph, &wq);
-        let table = &student.quant.as_ref().expect("QAT needs a quantized student").table;
+        self.params.bind(student.graph_mut(), &wq);
+        let table = &student.quant().expect("QAT needs a quantized student").table;
         let amaxes = self.learned.as_ref().map(LearnedAmax::amaxes);
         let learned = self.learned.as_ref().zip(amaxes.as_deref());
-        let outs = student.graph.run_nodes(&x, &mut TrainQuant { table, learned }, &self.keep, Some(&self.needed));
+        let outs = student.graph().run_nodes(&x, &mut TrainQuant { table, learned }, &self.keep, Some(&self.needed));
         let mut distill = Tensor::zeros([], (Kind::Float, x.device()));
         if let Some(targets) = &targets {
             for &v in &self.supervised {
@@ -358,7 +358,7 @@ impl Qat {
         let mut loss = &distill * o.distill_weight;
         let mut items = Tensor::zeros([3], (Kind::Float, x.device()));
         if o.uses_labels() {
-            let heads: Vec<Tensor> = student.graph.heads.iter().map(|&h| outs.get(h).shallow_clone()).collect();
+            let heads: Vec<Tensor> = student.graph().heads.iter().map(|&h| outs.get(h).shallow_clone()).collect();
             let parts = self.task.compute(&heads, gt.expect("the task loss needs the batch's labels"));
             loss += parts.total * o.task_weight;
             items = parts.items.detach();
@@ -381,7 +381,7 @@ impl Qat {
         if let Some(e) = self.ema.as_mut() {
             e.update(&self.params.flat, self.learned.as_ref().map(|l| &l.log_amax));
         }
-        self.params.bind_master(&mut student.graph);
+        self.params.bind_master(student.graph_mut());
         loss.detach()
     }
 }

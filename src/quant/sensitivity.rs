@@ -4,7 +4,8 @@
 //! measures one layer, not all layers up to it.
 
 use super::state::{quantized_layers, set_layer_enabled};
-use crate::model::detector::Detector;
+use super::QuantModel;
+use crate::model::graph::Graph;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -42,28 +43,28 @@ impl Sensitivity {
 
 /// Measures every quantized layer of a calibrated model with `eval` → (mAP, mAP50).
 /// Leaves the model exactly as it found it.
-pub fn analyze(model: &mut Detector, mut eval: impl FnMut(&Detector, &str) -> Result<(f64, f64)>) -> Result<Sensitivity> {
+pub fn analyze<M: QuantModel>(model: &mut M, mut eval: impl FnMut(&M, &str) -> Result<(f64, f64)>) -> Result<Sensitivity> {
     let (ptq_map, ptq_map50) = eval(model, "PTQ")?;
     let mut layers = Vec::new();
-    for l in quantized_layers(&model.graph) {
+    for l in quantized_layers(model.graph()) {
         let name = format!("model.{l}");
-        let before: Vec<bool> = layer_flags(model, l);
-        set_layer_enabled(&mut model.graph, l, false);
+        let before: Vec<bool> = layer_flags(model.graph(), l);
+        set_layer_enabled(model.graph_mut(), l, false);
         let r = eval(model, &name);
-        restore(model, l, &before);
+        restore(model.graph_mut(), l, &before);
         let (map, map50) = r?;
         layers.push(LayerSensitivity { layer: name, map, map50, gain: map - ptq_map });
     }
     Ok(Sensitivity { ptq_map, ptq_map50, layers })
 }
 
-fn layer_flags(model: &Detector, layer: usize) -> Vec<bool> {
-    model.graph.nodes.iter().filter(|n| n.layer == layer).flat_map(|n| n.quant.all().map(|s| s.enabled).collect::<Vec<_>>()).collect()
+fn layer_flags(graph: &Graph, layer: usize) -> Vec<bool> {
+    graph.nodes.iter().filter(|n| n.layer == layer).flat_map(|n| n.quant.all().map(|s| s.enabled).collect::<Vec<_>>()).collect()
 }
 
-fn restore(model: &mut Detector, layer: usize, flags: &[bool]) {
+fn restore(graph: &mut Graph, layer: usize, flags: &[bool]) {
     let mut it = flags.iter();
-    for n in model.graph.nodes.iter_mut().filter(|n| n.layer == layer) {
+    for n in graph.nodes.iter_mut().filter(|n| n.layer == layer) {
         for s in n.quant.all_mut() {
             s.enabled = *it.next().unwrap_or(&true);
         }

@@ -6,7 +6,7 @@ use super::assigner::GtBoxes;
 use super::objective::LrSchedule;
 use super::qat::Qat;
 use super::task_loss::gt_boxes;
-use crate::model::detector::Detector;
+use super::QuantModel;
 use crate::util::catch_oom;
 use anyhow::{bail, Result};
 use indicatif::ProgressBar;
@@ -67,7 +67,7 @@ impl Trainer {
     pub fn epoch(
         &mut self,
         qat: &mut Qat,
-        student: &mut Detector,
+        student: &mut impl QuantModel,
         batches: impl Iterator<Item = Batch>,
         epoch: usize,
         stop: &AtomicBool,
@@ -121,8 +121,8 @@ impl Trainer {
     }
 }
 
-fn student_device(student: &Detector) -> Device {
-    student.graph.convs().next().map_or(Device::Cpu, |(_, c)| c.weight.device())
+fn student_device(student: &impl QuantModel) -> Device {
+    student.graph().convs().next().map_or(Device::Cpu, |(_, c)| c.weight.device())
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Small helpers shared across the pipeline.
 
 pub mod cleanup;
-pub mod regular_file;
 pub mod run_lock;
 pub mod safe_write;
 
 pub use run_lock::RunLock;
 pub use safe_write::{check_output, write_atomic, write_safetensors_atomic};
+pub use yolo_qat_readers::regular_file;
 
 use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};

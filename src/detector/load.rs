@@ -2,9 +2,8 @@
 //! yolo-qat's own safetensors, and builds the fused model from it.
 
 use super::native;
-use super::tensor::{DType, RawTensor};
-use super::upstream::{read_upstream, UpstreamModel};
-use crate::model::detector::Detector;
+use super::Detector;
+use crate::checkpoint::{read_upstream, DType, RawTensor, UpstreamModel};
 use crate::model::parse::build;
 use crate::model::weights::{RandomWeights, StateDict};
 use crate::model::ModelConfig;

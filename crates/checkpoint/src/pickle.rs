@@ -1,7 +1,7 @@
 //! A pickle interpreter that executes nothing.
 //!
 //! It runs the opcode stream of protocols 0 to 5 over an arena of nodes
-//! (see [`super::graph`]). Globals are never imported: calling one makes an
+//! (see [`crate::arena`]). Globals are never imported: calling one makes an
 //! [`Object`](super::value::Object) holding its name and arguments, except
 //! for the few torch and builtin callables listed in `call`, whose meaning
 //! is data (tensors, ordered dicts, sets, sizes). Every length read from the
@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::arena::{Arena, Id, Node};
 use super::error::ErrorKind;
-use super::graph::{Graph, Id, Node};
 use super::tensor::View;
 use super::value::Value;
 
@@ -129,7 +129,7 @@ pub fn unpickle(data: &[u8], storages: &mut dyn StorageSource) -> Result<Value, 
         input: data,
         pos: 0,
         op_pos: 0,
-        graph: Graph::default(),
+        graph: Arena::default(),
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -146,7 +146,7 @@ struct Machine<'a> {
     pos: usize,
     /// Start of the opcode being run, for error messages.
     op_pos: usize,
-    graph: Graph,
+    graph: Arena,
     stack: Vec<Id>,
     /// Stack lengths at each MARK still open.
     marks: Vec<usize>,

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-use crate::util::regular_file::{read_regular, ReadError};
+use crate::regular_file::{read_regular, ReadError};
 
 /// One label row as stored: class and normalized (cx, cy, w, h), in f32 like upstream.
 #[derive(Clone, Copy, Debug, PartialEq)]

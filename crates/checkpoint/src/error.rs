@@ -66,7 +66,7 @@ pub enum ErrorKind {
     #[error("bad pickle at byte {pos}: {msg}")]
     Pickle { pos: usize, msg: String },
     #[error("pickle {0}")]
-    PickleGraph(String),
+    PickleArena(String),
     #[error("tensor storage '{0}' is missing")]
     MissingStorage(String),
     #[error("bad tensor: {0}")]

@@ -1,13 +1,23 @@
-//! A loaded model: its config, class names, fused graph and (when quantized)
-//! quantizer state. What every command works on.
+//! The detector every command works on: a model (config, class names, fused graph)
+//! with its quantizer state when quantized, assembled from a checkpoint and saved in
+//! yolo-qat's own format. This layer sits above `model` and `quant`: it is the one
+//! place that knows both how a model is built and how its quantizers are stored.
 
-use super::forward::{NoQuant, Values};
-use super::graph::{Graph, Op, ValueId};
-use super::ModelConfig;
-use crate::checkpoint::native::{self, NativeMeta};
+pub mod epoch_checkpoints;
+pub mod info;
+pub mod load;
+pub mod native;
+
+pub use load::{load, random, read_checkpoint};
+
+use crate::model::forward::{NoQuant, Values};
+use crate::model::graph::{Graph, Op, ValueId};
+use crate::model::ModelConfig;
 use crate::quant::quantizer::FakeQuant;
 use crate::quant::state::{to_meta, QuantState};
+use crate::quant::QuantModel;
 use anyhow::Result;
+use native::NativeMeta;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -81,5 +91,23 @@ impl Detector {
             info,
         };
         native::write(path, &meta, &tensors)
+    }
+}
+
+impl QuantModel for Detector {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    fn graph_mut(&mut self) -> &mut Graph {
+        &mut self.graph
+    }
+    fn quant(&self) -> Option<&QuantState> {
+        self.quant.as_ref()
+    }
+    fn parts_mut(&mut self) -> (&mut Graph, &mut Option<QuantState>) {
+        (&mut self.graph, &mut self.quant)
+    }
+    fn source(&self) -> &Path {
+        &self.source
     }
 }

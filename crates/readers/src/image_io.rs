@@ -7,7 +7,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::util::regular_file::read_regular;
+use crate::regular_file::read_regular;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 

@@ -1,4 +1,4 @@
-//! The object graph a pickle builds, and its conversion to an owned tree.
+//! The object arena a pickle builds, and its conversion to an owned tree.
 //!
 //! Pickle objects are shared and mutable: a dict is memoized empty, fetched
 //! back by reference, and filled later by SETITEMS; a module is memoized and
@@ -73,11 +73,11 @@ impl Node {
 }
 
 #[derive(Debug, Default)]
-pub struct Graph {
+pub struct Arena {
     nodes: Vec<Node>,
 }
 
-impl Graph {
+impl Arena {
     pub fn add(&mut self, node: Node) -> Id {
         self.nodes.push(node);
         self.nodes.len() - 1
@@ -105,7 +105,7 @@ impl Graph {
 }
 
 struct TreeBuilder<'a> {
-    graph: &'a Graph,
+    graph: &'a Arena,
     on_path: Vec<bool>,
     cost: u64,
     max_cost: u64,
@@ -228,7 +228,7 @@ impl HashKey {
 }
 
 fn graph_error(msg: String) -> ErrorKind {
-    ErrorKind::PickleGraph(msg)
+    ErrorKind::PickleArena(msg)
 }
 
 #[cfg(test)]
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn exponential_sharing_is_capped() {
         // x = []; then 60 times: x = [x, x]
-        let mut graph = Graph::default();
+        let mut graph = Arena::default();
         let mut x = graph.add(Node::List(vec![]));
         for _ in 0..60 {
             x = graph.add(Node::List(vec![x, x]));
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn shared_nodes_are_copied_and_duplicate_keys_merged() {
-        let mut graph = Graph::default();
+        let mut graph = Arena::default();
         let k = graph.add(Node::Str("k".into()));
         let (one, two) = (graph.add(Node::Int(1)), graph.add(Node::Int(2)));
         let d = graph.add(Node::Dict(vec![(k, one), (k, two)]));
