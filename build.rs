@@ -1,95 +1,154 @@
-// libtorch_cuda.so is only reached through static initialisers, so the linker's
-// --as-needed drops it and CUDA silently disappears; force it in. An rpath to the
-// libtorch the build used lets the binary run here without LD_LIBRARY_PATH.
-// With the CUDA runtime headers at hand (the torch wheel's nvidia packages), the
-// CUDA graph shim (src/cuda/graph.cpp) is compiled too and `yq_cuda_graph` is set
-// (YOLO_QAT_NO_CUDA_GRAPH=1 skips it; QAT then launches its kernels one by one).
-// The QAT fake-quant autograd op (src/quant/train_fake_quant.cpp) needs only torch's
-// headers and is built for CPU and CUDA alike (`yq_train_fake_quant`).
+// Links CUDA in and builds the C++/CUDA shims of `src/native/` against the libtorch
+// that torch-sys linked (its location comes from torch-sys itself, DEP_TCH_LIBTORCH_LIB).
+//
+// * libtorch_cuda.so is only reached through static initialisers, so the linker's
+//   --as-needed would drop it and CUDA would silently disappear: it is forced in. An
+//   rpath to libtorch's lib lets the binary run here without LD_LIBRARY_PATH.
+// * `train_fake_quant.cpp` (QAT's activation fake-quant autograd op) needs only torch's
+//   headers: built for CPU and CUDA alike (cfg `yq_train_fake_quant`).
+// * With the CUDA runtime headers at hand (the wheel's nvidia packages), the CUDA graph
+//   and allocator-statistics shims (cfg `yq_cuda_graph`; YOLO_QAT_NO_CUDA_GRAPH=1 skips
+//   them and QAT launches its kernels one by one).
+// * With nvcc too (`scripts/setup.sh` installs it from PyPI), the fused kernels of
+//   `*.cu` for sm_80/86/89/90 plus PTX for newer cards (cfg `yq_fused_kernels`;
+//   YOLO_QAT_NO_KERNELS=1 skips them). Without nvcc the unfused ops are used.
 use std::path::{Path, PathBuf};
 
-fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
-    println!("cargo:rerun-if-changed=src/cuda/graph.cpp");
-    println!("cargo:rerun-if-changed=src/cuda/cudart_forward.cpp");
-    println!("cargo:rerun-if-env-changed=YOLO_QAT_NO_CUDA_GRAPH");
-    println!("cargo:rerun-if-changed=src/quant/train_fake_quant.cpp");
-    println!("cargo::rustc-check-cfg=cfg(yq_cuda_graph)");
-    println!("cargo::rustc-check-cfg=cfg(yq_train_fake_quant)");
-    let Some(torch) = torch_dir() else { return };
-    let lib = torch.join("lib");
-    build_train_fake_quant(&torch, &lib);
-    let has_cuda = lib.join("libtorch_cuda.so").exists();
-    if has_cuda {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-        let opted_out = std::env::var_os("YOLO_QAT_NO_CUDA_GRAPH").is_some();
-        if let Some(cuda_include) = cuda_include(&torch).filter(|_| !opted_out) {
-            build_graph_shim(&torch, &lib, &cuda_include);
-        }
-    }
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-}
+const SHIMS: &str = "src/native";
+/// Real code for the cards users have (A100, A10/RTX 30, L4/RTX 40, H100/H200), and PTX
+/// that newer cards compile at load time.
+const CUDA_ARCHS: [&str; 4] = ["80", "86", "89", "90"];
 
-/// The QAT fake-quant autograd op (src/quant/train_fake_quant.cpp); CPU and CUDA alike.
-fn build_train_fake_quant(torch: &Path, lib: &Path) {
-    if !torch.join("include/torch/csrc/autograd/custom_function.h").exists() {
+fn main() {
+    for var in ["DEP_TCH_LIBTORCH_LIB", "YOLO_QAT_NO_CUDA_GRAPH", "YOLO_QAT_NO_KERNELS", "NVCC"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    println!("cargo:rerun-if-changed={SHIMS}");
+    for cfg in ["yq_cuda_graph", "yq_train_fake_quant", "yq_fused_kernels"] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
+    let Some(torch) = Torch::from_torch_sys() else {
+        println!("cargo:warning=torch-sys did not report libtorch's lib folder; building without the C++ shims");
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", torch.lib.display());
+    if torch.has("include/torch/csrc/autograd/custom_function.h") {
+        shim(&torch, None, &["train_fake_quant.cpp"], &[]).compile("yq_train_fake_quant");
+        link(&torch, &["torch_cpu", "c10"], "yq_train_fake_quant");
+    }
+    if !torch.lib.join("libtorch_cuda.so").exists() {
         return;
     }
-    cc::Build::new()
-        .cpp(true)
-        .file("src/quant/train_fake_quant.cpp")
-        .include(torch.join("include"))
-        .include(torch.join("include/torch/csrc/api/include"))
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    let Some(cuda) = cuda_include(&torch).filter(|_| std::env::var_os("YOLO_QAT_NO_CUDA_GRAPH").is_none()) else { return };
+    let nvcc = nvcc(&torch).filter(|_| std::env::var_os("YOLO_QAT_NO_KERNELS").is_none());
+    let mut files = vec!["cuda_graph.cpp", "allocator_stats.cpp", "cudart_forward.cpp"];
+    let mut defines = vec![];
+    let mut objects = vec![];
+    if let Some(nvcc) = &nvcc {
+        objects = kernels(nvcc, &cuda, &["silu_fake_quant.cu"]);
+        files.push("silu_fake_quant.cpp");
+        defines.push("YQ_KERNELS");
+        println!("cargo:rustc-cfg=yq_fused_kernels");
+    }
+    // One archive with the kernels' objects, so no link order can lose them.
+    shim(&torch, Some(&cuda), &files, &defines).objects(objects).compile("yq_cuda");
+    link(&torch, &["torch_cuda", "c10_cuda", "torch_cpu", "c10"], "yq_cuda_graph");
+}
+
+/// The libtorch torch-sys linked: `lib/` as it reported it, headers beside it.
+struct Torch {
+    root: PathBuf,
+    lib: PathBuf,
+}
+
+impl Torch {
+    fn from_torch_sys() -> Option<Torch> {
+        let lib = PathBuf::from(std::env::var_os("DEP_TCH_LIBTORCH_LIB")?);
+        Some(Torch { root: lib.parent()?.to_path_buf(), lib })
+    }
+
+    fn has(&self, rel: &str) -> bool {
+        self.root.join(rel).exists()
+    }
+}
+
+/// The one way a C++ shim is compiled: torch's headers and ABI, optionally CUDA's.
+fn shim(torch: &Torch, cuda: Option<&Path>, files: &[&str], defines: &[&str]) -> cc::Build {
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .include(torch.root.join("include"))
+        .include(torch.root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .warnings(false)
-        .compile("yq_train_fake_quant");
-    println!("cargo:rustc-link-search=native={}", lib.display());
-    for l in ["torch_cpu", "c10"] {
-        println!("cargo:rustc-link-lib=dylib={l}");
+        .warnings(false);
+    if let Some(cuda) = cuda {
+        b.include(cuda);
     }
-    println!("cargo:rustc-cfg=yq_train_fake_quant");
+    for d in defines {
+        b.define(d, None);
+    }
+    for f in files {
+        b.file(Path::new(SHIMS).join(f));
+    }
+    b
 }
 
-fn build_graph_shim(torch: &Path, lib: &Path, cuda_include: &Path) {
-    cc::Build::new()
-        .cpp(true)
-        .file("src/cuda/graph.cpp")
-        .file("src/cuda/cudart_forward.cpp")
-        .include(torch.join("include"))
-        .include(torch.join("include/torch/csrc/api/include"))
-        .include(cuda_include)
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .warnings(false)
-        .compile("yq_cuda_graph");
-    println!("cargo:rustc-link-search=native={}", lib.display());
-    for l in ["torch_cuda", "c10_cuda", "torch_cpu", "c10"] {
+fn link(torch: &Torch, libs: &[&str], cfg: &str) {
+    println!("cargo:rustc-link-search=native={}", torch.lib.display());
+    for l in libs {
         println!("cargo:rustc-link-lib=dylib={l}");
     }
-    println!("cargo:rustc-cfg=yq_cuda_graph");
+    println!("cargo:rustc-cfg={cfg}");
 }
 
-/// The torch package folder: `$LIBTORCH`, else what the `python3` on PATH imports.
-fn torch_dir() -> Option<PathBuf> {
-    if let Ok(root) = std::env::var("LIBTORCH") {
-        return Some(PathBuf::from(root));
+/// Compiles `.cu` files with nvcc into objects: pure CUDA C++ (no torch headers), no
+/// runtime linked (cudart_forward.cpp forwards the runtime calls to the libcudart that
+/// libtorch loaded). A failure stops the build with nvcc's message.
+fn kernels(nvcc: &Path, cuda: &Path, files: &[&str]) -> Vec<PathBuf> {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let newest = CUDA_ARCHS[CUDA_ARCHS.len() - 1];
+    files
+        .iter()
+        .map(|f| {
+            let obj = out.join(format!("{f}.o"));
+            let mut cmd = std::process::Command::new(nvcc);
+            cmd.args(["-c", "-O3", "-std=c++17", "-Xcompiler", "-fPIC", "--cudart", "none", "-I"]).arg(cuda);
+            for arch in CUDA_ARCHS {
+                cmd.arg(format!("-gencode=arch=compute_{arch},code=sm_{arch}"));
+            }
+            cmd.arg(format!("-gencode=arch=compute_{newest},code=compute_{newest}"));
+            cmd.arg(Path::new(SHIMS).join(f)).arg("-o").arg(&obj);
+            let st = cmd.output().unwrap_or_else(|e| panic!("{}: cannot run: {e}", nvcc.display()));
+            if !st.status.success() {
+                panic!("nvcc {f} failed:\n{}{}", String::from_utf8_lossy(&st.stdout), String::from_utf8_lossy(&st.stderr));
+            }
+            obj
+        })
+        .collect()
+}
+
+/// nvcc: `$NVCC`, else the one the nvidia-cuda-nvcc wheel put beside torch, else a toolkit.
+fn nvcc(torch: &Torch) -> Option<PathBuf> {
+    let site = torch.root.parent()?;
+    let mut candidates = vec![site.join("nvidia/cu13/bin/nvcc")];
+    if let Some(p) = std::env::var_os("NVCC") {
+        candidates.insert(0, PathBuf::from(p));
     }
-    let out = std::process::Command::new("python3").args(["-c", "import torch,os;print(os.path.dirname(torch.__file__))"]).output().ok()?;
-    let dir = String::from_utf8(out.stdout).ok()?;
-    Some(PathBuf::from(dir.trim()))
+    if let Some(home) = std::env::var_os("CUDA_HOME") {
+        candidates.push(PathBuf::from(home).join("bin/nvcc"));
+    }
+    candidates.into_iter().find(|p| p.is_file())
 }
 
 /// A complete set of CUDA runtime headers: beside torch in the wheel's dependencies (the
 /// nvidia runtime package lacks `crt/`, triton bundles all of them), or a CUDA toolkit.
-fn cuda_include(torch: &Path) -> Option<PathBuf> {
-    let site = torch.parent()?;
+fn cuda_include(torch: &Torch) -> Option<PathBuf> {
+    let site = torch.root.parent()?;
     let mut candidates: Vec<PathBuf> =
         ["nvidia/cu13/include", "nvidia/cuda_runtime/include", "triton/backends/nvidia/include"].iter().map(|p| site.join(p)).collect();
-    if let Ok(home) = std::env::var("CUDA_HOME") {
+    if let Some(home) = std::env::var_os("CUDA_HOME") {
         candidates.push(PathBuf::from(home).join("include"));
     }
     candidates.push(PathBuf::from("/usr/local/cuda/include"));

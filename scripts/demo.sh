@@ -15,7 +15,7 @@ OUTDIR=runs/demo
 $Y info --weights "$W" --imgsz 320
 $Y forward --weights "$W" --input assets/demo/input.safetensors --output "$OUTDIR/forward.safetensors" --device "$DEVICE"
 $Y eval --weights "$W" --data "$DATA" --imgsz 320 --batch-size 16 --device "$DEVICE" --project "$OUTDIR" --name eval --exist-ok
-# Demo-sized QAT: the seed's defaults are --iters 200 --epochs 10 --calib-batches 26.
+# Demo-sized QAT: the reference recipe's defaults are --iters 200 --epochs 10 --calib-batches 26.
 $Y quantize --weights "$W" --data "$DATA" --imgsz 320 --batch-size 8 --device "$DEVICE" \
   --iters 4 --epochs 2 --calib-batches 4 --project "$OUTDIR" --name quantize --exist-ok
 Q="$OUTDIR/quantize/weights/qat_best_yolov9-t-shapes-converted.safetensors"

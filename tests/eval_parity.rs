@@ -12,7 +12,7 @@ fn shapes_mini_matches_upstream_val_py() {
     let model = load(Path::new("../shared/fixtures/yolov9-t-shapes-converted.pt")).unwrap();
     let data = DataConfig::load(Path::new("../shared/data/shapes-mini/shapes.yaml")).unwrap();
     let set = ValSet::load(&data.val, data.nc(), ValSetOptions { imgsz: 320, batch_size: 16, ..Default::default() }).unwrap();
-    let mut opts = EvalOptions::new(320, 16, tch::Device::Cpu);
+    let mut opts = EvalOptions::new(tch::Device::Cpu);
     opts.progress = false;
     let r = evaluate(&model, &set, &opts).unwrap();
     println!("P {:.4} R {:.4} mAP50 {:.4} mAP {:.4}", r.precision, r.recall, r.map50, r.map);
@@ -32,7 +32,7 @@ fn shapes_mini_seg_matches_upstream_segment_val_py() {
     let model = load(Path::new("../shared/fixtures/gelan-t-dseg-shapes.pt")).unwrap();
     let data = DataConfig::load(Path::new("../shared/data/shapes-mini-seg/shapes-seg.yaml")).unwrap();
     let set = ValSet::load(&data.val, data.nc(), ValSetOptions { imgsz: 320, batch_size: 8, ..Default::default() }).unwrap();
-    let mut opts = EvalOptions::new(320, 8, tch::Device::Cpu);
+    let mut opts = EvalOptions::new(tch::Device::Cpu);
     opts.progress = false;
     assert_eq!(opts.seg_iou_thres, 0.6, "segment/val.py's NMS IoU for segmentation models");
     let r = evaluate(&model, &set, &opts).unwrap();

@@ -9,7 +9,7 @@ use std::process::Command;
 use tch::{Kind, Tensor};
 use yolo_qat::detector::load;
 use yolo_qat::detector::Detector;
-use yolo_qat::export::onnx_graph::{attr_f, attr_i, attr_s, tensor_values};
+use yolo_qat::export::onnx_builder::{attr_f, attr_i, attr_s, tensor_values};
 use yolo_qat::export::ort::{OnnxModel, OrtOptimization, OrtOptions};
 use yolo_qat::export::{check_file, check_model, export, End2End, ExportOptions, Nms};
 use yolo_qat::quant::calibrate::{calibrate, prepare};
@@ -162,7 +162,7 @@ fn expected_pairs(m: &Detector) -> (usize, usize) {
     let table = &m.quant.as_ref().unwrap().table;
     let needed = yolo_qat::export::shapes::needed_nodes(g);
     let producers = g.producers();
-    let bits = |s: Option<yolo_qat::model::graph::Slot>| {
+    let bits = |s: Option<yolo_qat::model::graph::QuantSlot>| {
         s.filter(|s| s.enabled).and_then(|s| table.quantizers[s.quant].amax.as_ref()).map(|a| yolo_qat::export::qdq::scale_of(a.double_value(&[])).to_bits())
     };
     let mut pairs = std::collections::HashSet::new();
@@ -189,7 +189,7 @@ fn expected_pairs(m: &Detector) -> (usize, usize) {
     (pairs.len(), reads - pairs.len())
 }
 
-/// Fake-quant parity. The brief's bar: scores within 0.02 and boxes within 1 px for ≥ 99.9% of the
+/// Fake-quant parity. The bar: scores within 0.02 and boxes within 1 px for ≥ 99.9% of the
 /// anchors with score > 0.25 (`floor`; random-weight fixtures score nothing that high, so they
 /// compare every anchor). Where a fixture misses the bar it must be for the reason two correct
 /// fake-quant implementations differ: one rounding flip at a quantizer moves later activations by
@@ -778,9 +778,9 @@ fn segmentation_onnx_eval_matches_model_eval() {
     let path = dir.path().join("seg-dynamic.onnx");
     export(&m, &ExportOptions { dynamic: true, ..opts((320, 320), 1) }, &path).unwrap();
     let data = DataConfig::load(Path::new("../shared/data/shapes-mini-seg/shapes-seg.yaml")).unwrap();
-    let mut o = EvalOptions::new(320, 8, tch::Device::Cpu);
+    let mut o = EvalOptions::new(tch::Device::Cpu);
     o.progress = false;
-    let r = yolo_qat::cli::onnx_eval::evaluate_onnx(&path, &data, 320, 8, &o).unwrap();
+    let r = yolo_qat::export::onnx_eval::evaluate_onnx(&path, &data, 320, 8, &o).unwrap();
     let mask = r.mask.as_ref().expect("output1 gives mask metrics");
     println!("ONNX: box mAP50 {:.4} mAP {:.4}; mask mAP50 {:.4} mAP {:.4}", r.map50, r.map, mask.map50, mask.map);
     for (what, got, want) in [("box mAP50", r.map50, 0.661), ("box mAP", r.map, 0.511), ("mask mAP50", mask.map50, 0.642), ("mask mAP", mask.map, 0.411)] {

@@ -1,4 +1,4 @@
-//! Pictures (issue 14) checked against the numbers they show: the plotted precision
+//! Pictures checked against the numbers they show: the plotted precision
 //! envelopes integrate to the reported AP50, the curves pass through the reported P and R,
 //! the confusion matrix's diagonal equals the true positives at its thresholds, and every
 //! picture is written, decodes and has its size. Data: shapes-mini with the trained fixture
@@ -34,7 +34,7 @@ fn result() -> &'static EvalResult {
         let model = load(Path::new(WEIGHTS)).unwrap();
         let d = data();
         let set = ValSet::load(&d.val, d.nc(), ValSetOptions { imgsz: 320, batch_size: 16, ..Default::default() }).unwrap();
-        let mut opts = EvalOptions::new(320, 16, tch::Device::Cpu);
+        let mut opts = EvalOptions::new(tch::Device::Cpu);
         opts.progress = false;
         opts.plots = true;
         evaluate(&model, &set, &opts).unwrap()

@@ -40,6 +40,22 @@ fn batches(l: &TrainLoader, n: usize) -> impl Iterator<Item = Tensor> + '_ {
     l.iter_forever(0).take(n).map(|b| Tensor::from_slice(&b.images).view([b.batch as i64, 3, b.size as i64, b.size as i64]).to_kind(Kind::Float) / 255.0)
 }
 
+/// Layers of the model's yaml with this module.
+fn modules(m: &Detector, module: &str) -> usize {
+    m.cfg.layers.iter().filter(|l| l.module == module).count()
+}
+
+/// Quantizers placed before any tying.
+fn placed(path: &str) -> usize {
+    let mut m = load(Path::new(path)).unwrap();
+    yolo_qat::quant::placement::place(&mut m.graph).len()
+}
+
+/// Quantizers removed by ties: all members of a group but the survivor.
+fn merged(groups: &[yolo_qat::quant::tying::TieGroup]) -> usize {
+    groups.iter().map(|g| g.members.len() - 1).sum()
+}
+
 fn quantized(path: &str, imgsz: usize) -> Detector {
     let mut m = load(Path::new(path)).unwrap();
     prepare(&mut m, &[], CalibMethod::Mse).unwrap();
@@ -64,9 +80,10 @@ fn placement_and_ties_on_gelan_c_mini() {
     }
     let weights = q.table.quantizers.iter().filter(|x| x.per_channel).count();
     assert_eq!(weights, convs);
-    // 302 placed, 45 merged by 13 junction ties (one per RepNCSPELAN4 concat, SPPELAN, and the 4 neck concats).
-    assert_eq!(q.table.len(), 257);
-    assert_eq!(ties.len(), 13);
+    // One tie per junction of the yaml: each RepNCSPELAN4's concat, SPPELAN's pools and
+    // concat, and each top-level Concat layer; each tie leaves one of its members.
+    assert_eq!(ties.len(), modules(&m, "RepNCSPELAN4") + modules(&m, "SPPELAN") + modules(&m, "Concat"));
+    assert_eq!(q.table.len(), placed(MINI) - merged(&q.groups));
     let spp = q.groups.iter().find(|g| g.members.iter().any(|s| s.starts_with("model.9.cv2.m"))).expect("SPPELAN tied");
     for member in ["model.9.cv2.m input", "model.9.cv3.m input", "model.9.cv4.m input", "model.9.cv5 input"] {
         assert!(spp.members.iter().any(|s| s == member), "{member} in {:?}", spp.members);
@@ -86,12 +103,13 @@ fn placement_and_ties_on_gelan_c_mini() {
 fn reference_tie_scope_ties_only_block_concats() {
     let mut m = load(Path::new(MINI)).unwrap();
     let ties = prepare_with(&mut m, &PrepareOptions { ties: TieScope::Reference, ..PrepareOptions::new(CalibMethod::Mse) }).unwrap();
-    // The 8 RepNCSPELAN4 concats; not SPPELAN (its pools are not conv inputs) and not the
-    // neck Concat layers' own input quantizers.
-    assert_eq!(ties.len(), 8, "{ties:#?}");
+    // The RepNCSPELAN4 concats only; not SPPELAN (its pools are not conv inputs) and not
+    // the neck Concat layers' own input quantizers.
+    assert_eq!(ties.len(), modules(&m, "RepNCSPELAN4"), "{ties:#?}");
     let q = m.quant.as_ref().unwrap();
-    // 302 placed, 32 merged (5 conv inputs per group become one) vs 45 with every junction tied.
-    assert_eq!(q.table.len(), 302 - 8 * 4);
+    // Each block's 5 conv inputs (cv2's and cv3's chains read the split, cv4 the concat) become one.
+    assert!(q.groups.iter().all(|g| g.members.len() == 5), "{:?}", q.groups);
+    assert_eq!(q.table.len(), placed(MINI) - merged(&q.groups));
     for g in &q.groups {
         assert!(g.members.iter().all(|s| s.ends_with(" input") && s.contains(".cv")), "{:?}", g.members);
         assert!(g.members.iter().any(|s| s.ends_with(".cv4 input")), "major is the block's cv4: {:?}", g.members);
@@ -236,7 +254,7 @@ fn sensitivity_switches_one_layer_at_a_time_and_restores_ptq() {
     let mut m = quantized(MINI, 128);
     let data = DataConfig::load(Path::new(DATA)).unwrap();
     let val = ValSet::load(&data.val, 6, ValSetOptions { imgsz: 128, batch_size: 16, ..Default::default() }).unwrap();
-    let mut opts = EvalOptions::new(128, 16, Device::Cpu);
+    let mut opts = EvalOptions::new(Device::Cpu);
     opts.progress = false;
     let before: Vec<bool> = m.graph.nodes.iter().flat_map(|n| n.quant.all().map(|s| s.enabled).collect::<Vec<_>>()).collect();
     let mut calls = Vec::new();
@@ -272,7 +290,7 @@ fn segmentation_model_quantizes_calibrates_and_trains() {
     let mut m = load(Path::new(SEG)).unwrap();
     let data = DataConfig::load(Path::new(SEG_DATA)).unwrap();
     let val = ValSet::load(&data.val, 6, ValSetOptions { imgsz: 320, batch_size: 8, ..Default::default() }).unwrap();
-    let mut opts = EvalOptions::new(320, 8, Device::Cpu);
+    let mut opts = EvalOptions::new(Device::Cpu);
     opts.progress = false;
     let fp = evaluate(&m, &val, &opts).unwrap();
     prepare(&mut m, &[], CalibMethod::Mse).unwrap();

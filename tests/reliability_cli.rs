@@ -1,4 +1,4 @@
-//! What a user or a file can do to the commands (issue 16): outputs that are inputs,
+//! What a user or a file can do to the commands: outputs that are inputs,
 //! folders, FIFOs or symlinks; devices as inputs; bad flags and model yaml values;
 //! a bomb and a symlink loop in the val set; two runs in one folder. Every refusal is
 //! one line on stderr with exit code 1 (never a panic's 101 or an abort's 134).

@@ -1,4 +1,4 @@
-//! Hostile data sets (issue 16): decompression bombs, CMYK JPEGs, symlink loops,
+//! Hostile data sets: decompression bombs, CMYK JPEGs, symlink loops,
 //! files linked twice, label files that are devices or huge, image "files" that are FIFOs.
 //! The bomb and loop tests bound time and this process's peak memory.
 

@@ -54,6 +54,9 @@ pub struct Args {
     /// Run in channels-last (NHWC) memory layout.
     #[arg(long)]
     channels_last: bool,
+    /// Run SiLU and its fake-quant as two ops even where the fused CUDA kernel exists.
+    #[arg(long)]
+    unfused: bool,
 }
 
 fn sync(d: Device) {
@@ -81,14 +84,22 @@ pub fn run(a: Args) -> Result<()> {
     m.to(device, Kind::Float);
     let fwd_gflops = gflops(&m.graph, a.imgsz as i64);
     let x = Tensor::rand([a.batch_size as i64, 3, a.imgsz as i64, a.imgsz as i64], (Kind::Float, device));
+    crate::quant::fused_activation::set_enabled(!a.unfused);
     let mem = PeakMemory::start();
+    crate::cuda::memory::reset_allocator_peak(device);
     let report = match a.what.as_str() {
         "infer" => bench_infer(&m, &x, &a, device, fwd_gflops),
         "qat" => bench_qat(&mut m, &x, &a, device, fwd_gflops)?,
         w => bail!("bench {w}: expected `qat` or `infer`"),
     };
     let mut report = report;
-    report["peak_memory_gib"] = serde_json::json!(mem.as_ref().map(|p| p.peak_gib()));
+    // The caching allocator's own peak: what this process's tensors needed (other processes
+    // and the allocator's cache do not count); the device-wide figure is kept for reference.
+    let peak = crate::cuda::memory::allocator_peak(device);
+    report["allocator_peak_gib"] = serde_json::json!(peak.map(|p| p.allocated_gib()));
+    report["allocator_reserved_peak_gib"] = serde_json::json!(peak.map(|p| p.reserved_gib()));
+    report["device_used_peak_gib"] = serde_json::json!(mem.as_ref().map(|p| p.peak_gib()));
+    report["fused_kernels"] = serde_json::json!(crate::quant::fused_activation::available() && !a.unfused);
     report["forward_gflops_per_image"] = serde_json::json!(fwd_gflops);
     report["imgsz"] = serde_json::json!(a.imgsz);
     report["batch_size"] = serde_json::json!(a.batch_size);
@@ -153,17 +164,23 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         let _ = qat.step(m, x, 1e-6);
     }
     sync(device);
+    let fused_ops = crate::quant::fused_activation::applied();
+    // The steady state's own peak (calibration and cuDNN's algorithm search excluded).
+    crate::cuda::memory::reset_allocator_peak(device);
     let t = Instant::now();
     for _ in 0..a.iters {
         let _ = qat.step(m, x, 1e-6);
     }
     sync(device);
     let step_s = t.elapsed().as_secs_f64() / a.iters as f64;
+    let step_peak = crate::cuda::memory::allocator_peak(device);
     let ips = a.batch_size as f64 / step_s;
     let mut out = serde_json::json!({
         "bench": "qat", "cuda_graph": graphed, "channels_last": a.channels_last, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
         "step_ms": step_s * 1e3, "images_per_s": ips,
         "tflops": 4.0 * gf * ips / 1e3,
+        "fused_ops_before_timing": fused_ops,
+        "step_allocator_peak_gib": step_peak.map(|p| p.allocated_gib()),
     });
     if let Some(l) = loader {
         let t = Instant::now();

@@ -72,7 +72,7 @@ fn report_warnings(split: &str, warnings: &[String]) {
     }
 }
 
-/// One row of the accuracy table (the seed's report.json rows).
+/// One row of the accuracy table (the reference patch's report.json rows).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub name: String,

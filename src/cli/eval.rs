@@ -73,7 +73,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
     let _lock = RunLock::acquire(&dir)?;
-    let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device).in_dir(&dir);
+    let mut opts = EvalOptions::new(device).in_dir(&dir);
     opts.half = device.is_cuda() && !a.fp32;
     opts.save_json = a.use_pycocotools;
     opts.nms.conf_thres = a.conf_thres;
@@ -82,7 +82,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     opts.plots = !a.noplots;
     let r = match model {
-        None => super::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?,
+        None => crate::export::onnx_eval::evaluate_onnx(&a.weights, &data, a.imgsz, a.batch_size, &opts)?,
         Some(model) => evaluate(&model, &eval_set(&data, a.imgsz, a.batch_size)?, &opts)?,
     };
     print_result(&r, a.verbose);

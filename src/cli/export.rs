@@ -13,7 +13,7 @@ pub struct Args {
     /// Model to export (a QAT/PTQ checkpoint gives Q/DQ; an FP one the plain graph).
     #[arg(long, required_unless_present = "check")]
     weights: Option<PathBuf>,
-    /// `onnx` or `onnx_end2end` (the seed's names); may be given twice.
+    /// `onnx` or `onnx_end2end` (the reference patch's names); may be given twice.
     #[arg(long, default_values_t = vec!["onnx".to_string()])]
     include: Vec<String>,
     /// Same as `--include onnx_end2end`.
@@ -25,10 +25,10 @@ pub struct Args {
     /// Symbolic batch, height and width.
     #[arg(long)]
     dynamic: bool,
-    /// Accepted for the seed's command lines: constant folding is always done.
+    /// Accepted for the reference patch's command lines: constant folding is always done.
     #[arg(long)]
     simplify: bool,
-    /// Accepted for the seed's command lines (no effect).
+    /// Accepted for the reference patch's command lines (no effect).
     #[arg(long)]
     inplace: bool,
     /// Input size: one value (square) or height and width.
@@ -36,7 +36,7 @@ pub struct Args {
     imgsz: Vec<i64>,
     #[arg(long, default_value_t = 1)]
     batch_size: i64,
-    /// Accepted for the seed's command lines; the graph is written on the CPU.
+    /// Accepted for the reference patch's command lines; the graph is written on the CPU.
     #[arg(long, default_value = "cpu")]
     device: String,
     #[arg(long, default_value_t = 0.45)]

@@ -7,7 +7,6 @@ mod eval;
 mod export;
 mod forward;
 mod info;
-pub mod onnx_eval;
 mod predict;
 mod quantize;
 mod quantize_args;

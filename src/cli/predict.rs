@@ -1,7 +1,7 @@
 //! `yolo-qat predict`: detections drawn on images (detect.py), one picture per input
 //! under the same file name; `--compare W2` puts a second model's beside the first's.
 
-use super::onnx_eval::onnx_infer;
+use crate::export::onnx_eval::onnx_infer;
 use super::parse_device;
 use crate::data::image_io::{decode_rgb8, RgbImage};
 use crate::detector::load;

@@ -191,7 +191,7 @@ fn open_run(a: &Args, settings: QatSettings, dir: PathBuf, data: &DataConfig, hy
     let workers = a.workers.unwrap_or_else(super::common::default_workers);
     let loader = train_loader(data, a.imgsz, a.batch_size, hyp, a.seed, workers)?;
     let val = eval_set(data, a.imgsz, a.batch_size)?;
-    let eopts = EvalOptions { half: device.is_cuda(), save_json: a.eval_pycocotools, ..EvalOptions::new(a.imgsz, a.batch_size, device) };
+    let eopts = EvalOptions { half: device.is_cuda(), save_json: a.eval_pycocotools, ..EvalOptions::new(device) };
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let _ = ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst));
@@ -321,6 +321,7 @@ fn qat_epochs(a: &Args, run: &mut Run, model: &mut Detector, teacher: Option<Gra
         restore_optimizer(&mut qat, &state_path, e)?;
     }
     let s = run.settings;
+    crate::quant::fused_activation::set_enabled(!a.no_fused_kernels);
     let want_graph = run.device.is_cuda() && !a.no_cuda_graph && crate::cuda::graph::CudaGraph::available();
     // The schedule runs over this call's epochs (a resumed run continues the original's).
     let (first, total) = match resumed {

@@ -128,6 +128,10 @@ pub struct Args {
     /// Launch the QAT step's kernels one by one instead of replaying a CUDA graph.
     #[arg(long)]
     pub no_cuda_graph: bool,
+    /// Run SiLU and its fake-quant as two ops even where the fused CUDA kernel exists
+    /// (for comparisons; the results are the same).
+    #[arg(long)]
+    pub no_fused_kernels: bool,
     #[arg(long)]
     pub no_eval_origin: bool,
     #[arg(long)]
@@ -312,7 +316,7 @@ mod tests {
         assert_eq!((s.objective.task_weight, s.objective.distill_weight), (2.0, 1.0));
         assert_eq!(s.ema, Some((0.999, 200.0)));
         assert_eq!(s.learn_amax, Some(1e-3));
-        assert!((s.schedule.base - 1e-5).abs() < 1e-18, "seed's 1e-6 × --lr-scale 10");
+        assert!((s.schedule.base - 1e-5).abs() < 1e-18, "reference 1e-6 × --lr-scale 10");
         let s = parse(&["--learn-amax", "0", "--no-ema"]).settings().unwrap();
         assert!(s.learn_amax.is_none() && s.ema.is_none());
     }

@@ -77,7 +77,7 @@ pub fn run(a: Args) -> Result<()> {
         val = val.limit(n);
     }
     model.to(device, Kind::Float);
-    let mut opts = EvalOptions::new(a.imgsz, a.batch_size, device);
+    let mut opts = EvalOptions::new(device);
     opts.progress = false;
     let origin = if a.noplots { None } else { Some(evaluate(&model, &val, &opts)?) };
     if let Some(r) = &origin {

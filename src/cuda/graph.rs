@@ -1,4 +1,4 @@
-//! CUDA graphs through `graph.cpp` (libtorch's `at::cuda::CUDAGraph`, which tch does not
+//! CUDA graphs through `src/native/cuda_graph.cpp` (libtorch's `at::cuda::CUDAGraph`, which tch does not
 //! wrap): record a piece of GPU work once, replay it with one launch. The QAT step issues
 //! about 5 000 kernels; replaying them as a graph takes the host out of the loop.
 //!

@@ -1,4 +1,4 @@
-//! The validation loop (recipe §6): batches from the rectangular val set, model
+//! The validation loop (upstream `val.py`): batches from the rectangular val set, model
 //! inference (fp16 on CUDA), candidate filtering on the device, NMS and
 //! matching on the CPU in parallel, then upstream's metrics.
 
@@ -24,8 +24,6 @@ pub const SEG_IOU_THRES: f64 = 0.6;
 
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
-    pub imgsz: usize,
-    pub batch_size: usize,
     pub device: Device,
     /// fp16 inference (val.py's default on CUDA).
     pub half: bool,
@@ -41,10 +39,9 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
-    pub fn new(imgsz: usize, batch_size: usize, device: Device) -> Self {
+    /// The image size and batch size are the validation set's ([`ValSet`](crate::data::val_set::ValSet)).
+    pub fn new(device: Device) -> Self {
         EvalOptions {
-            imgsz,
-            batch_size,
             device,
             half: device.is_cuda(),
             nms: NmsConfig::default(),

@@ -18,7 +18,7 @@
 //! FP16/FP32, e.g. skipped layers), per-tensor weight scales,
 //! unused initializers.
 
-use super::onnx_graph::{attr_i, dtype_name, ir_version_for_opset, tensor_values};
+use super::onnx_builder::{attr_i, dtype_name, ir_version_for_opset, tensor_values};
 use anyhow::{anyhow, bail, Result};
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};

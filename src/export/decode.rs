@@ -6,7 +6,7 @@
 //! are computed in the graph from each map's Shape (Range → Expand → Concat).
 
 use super::lower::tensor_f32;
-use super::onnx_graph::{Attr, Elem, OnnxGraph};
+use super::onnx_builder::{Attr, Elem, OnnxBuilder};
 use super::qdq::QdqEmitter;
 use crate::model::forward::anchors;
 use crate::model::graph::{Detect, Node};
@@ -14,7 +14,7 @@ use anyhow::Result;
 use tch::{Device, Kind};
 
 pub fn decode(
-    g: &mut OnnxGraph,
+    g: &mut OnnxBuilder,
     node: &Node,
     d: &Detect,
     maps: &[String],
@@ -70,7 +70,7 @@ pub fn decode(
     Ok(g.node_named("Concat", "", &format!("{p}/output"), &[&dbox, &cls], vec![out], vec![("axis", Attr::Int(1))]).remove(0))
 }
 
-fn concat(g: &mut OnnxGraph, name: &str, xs: &[String], axis: i64) -> String {
+fn concat(g: &mut OnnxBuilder, name: &str, xs: &[String], axis: i64) -> String {
     if xs.len() == 1 {
         return xs[0].clone();
     }
@@ -79,7 +79,7 @@ fn concat(g: &mut OnnxGraph, name: &str, xs: &[String], axis: i64) -> String {
 }
 
 /// Anchor points (2, A) and strides (1, A) as initializers, computed as the forward pass does.
-fn static_anchors(g: &mut OnnxGraph, p: &str, sizes: &[(i64, i64)], strides: &[f64]) -> Result<(String, String)> {
+fn static_anchors(g: &mut OnnxBuilder, p: &str, sizes: &[(i64, i64)], strides: &[f64]) -> Result<(String, String)> {
     let (pts, st) = anchors(sizes, strides, Kind::Float, Device::Cpu);
     let a = pts.size()[1];
     let points = g.init_f32(&format!("{p}.anchor_points"), &[2, a], &tensor_f32(&pts)?);
@@ -88,7 +88,7 @@ fn static_anchors(g: &mut OnnxGraph, p: &str, sizes: &[(i64, i64)], strides: &[f
 }
 
 /// Anchor points and strides from the maps' runtime shapes.
-fn dynamic_anchors(g: &mut OnnxGraph, p: &str, maps: &[String], strides: &[f64]) -> (String, String) {
+fn dynamic_anchors(g: &mut OnnxBuilder, p: &str, maps: &[String], strides: &[f64]) -> (String, String) {
     let (two, three, four) = (g.const_i64(&[2]), g.const_i64(&[3]), g.const_i64(&[4]));
     let (zero, one) = (g.scalar_i64(0), g.scalar_i64(1));
     let (ax0, ax1) = (g.const_i64(&[0]), g.const_i64(&[1]));
@@ -105,7 +105,7 @@ fn dynamic_anchors(g: &mut OnnxGraph, p: &str, maps: &[String], strides: &[f64])
         let w1 = g.node("Slice", &format!("{l}/w"), &[&shape, &three, &four], vec![]);
         let h = g.node("Squeeze", &format!("{l}/h0"), &[&h1, &ax0], vec![]);
         let w = g.node("Squeeze", &format!("{l}/w0"), &[&w1, &ax0], vec![]);
-        let coord = |g: &mut OnnxGraph, n: &str, axis: &str, tag: &str| {
+        let coord = |g: &mut OnnxBuilder, n: &str, axis: &str, tag: &str| {
             let r = g.node("Range", &format!("{l}/{tag}_range"), &[&zero, n, &one], vec![]);
             let r = g.node("Cast", &format!("{l}/{tag}_float"), &[&r], vec![("to", Attr::Int(Elem::F32.code() as i64))]);
             let r = g.node("Add", &format!("{l}/{tag}_centre"), &[&r, &half], vec![]);

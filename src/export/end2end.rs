@@ -3,7 +3,7 @@
 //! pixels, `det_scores` (B,K) float and `det_classes` (B,K) int32, the first
 //! `num_dets` rows valid and the rest zero.
 //!
-//! * `Nms::Trt`: TensorRT's `EfficientNMS_TRT` plugin (domain `TRT`), recipe §8.
+//! * `Nms::Trt`: TensorRT's `EfficientNMS_TRT` plugin (domain `TRT`), as the reference YOLOv9-QAT patch's `--end2end`.
 //! * `Nms::Onnx`: standard ONNX ops that ONNX Runtime runs: NonMaxSuppression
 //!   (centre-size boxes, per class unless class-agnostic, at most K per class),
 //!   then the top K per image by score through a dense (B, N+K) score matrix and
@@ -16,7 +16,7 @@
 //! (EfficientNMS the 4096 best; the ONNX path keeps all), and equal scores may
 //! be ordered differently.
 
-use super::onnx_graph::{Attr, Dim, Elem, OnnxGraph};
+use super::onnx_builder::{Attr, Dim, Elem, OnnxBuilder};
 use anyhow::{bail, Result};
 
 /// Which NMS the end-to-end export appends.
@@ -44,7 +44,7 @@ impl Nms {
     }
 }
 
-/// End-to-end NMS settings (recipe §8 defaults: IoU 0.45, conf 0.25, 100 boxes).
+/// End-to-end NMS settings (the reference patch's defaults: IoU 0.45, conf 0.25, 100 boxes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct End2End {
     pub iou_thres: f64,
@@ -79,7 +79,7 @@ pub const OUTPUT_NAMES: [&str; 4] = ["num_dets", "det_boxes", "det_scores", "det
 
 /// Appends the NMS to `output0` (B, 4+nc, A) and declares the four outputs.
 /// `images` gives the batch size at run time; `batch` is its dimension; `opset` the default-domain opset.
-pub fn append(g: &mut OnnxGraph, e: &End2End, output0: &str, images: &str, nc: i64, batch: &Dim, opset: i64) -> Result<()> {
+pub fn append(g: &mut OnnxBuilder, e: &End2End, output0: &str, images: &str, nc: i64, batch: &Dim, opset: i64) -> Result<()> {
     e.validate()?;
     let k = e.topk_all;
     let names: Vec<String> = OUTPUT_NAMES.iter().map(|n| g.reserve(n)).collect::<Result<_>>()?;
@@ -96,7 +96,7 @@ pub fn append(g: &mut OnnxGraph, e: &End2End, output0: &str, images: &str, nc: i
 }
 
 /// boxes (B, A, 4) centre-size and scores (B, A, nc) from output0.
-fn boxes_scores(g: &mut OnnxGraph, output0: &str, nc: i64) -> (String, String) {
+fn boxes_scores(g: &mut OnnxBuilder, output0: &str, nc: i64) -> (String, String) {
     let t = g.node("Transpose", "end2end/transpose", &[output0], vec![("perm", Attr::Ints(vec![0, 2, 1]))]);
     let split = g.const_i64(&[4, nc]);
     let mut parts = g.node_n("Split", "end2end/split", &[&t, &split], 2, vec![("axis", Attr::Int(2))]);
@@ -105,7 +105,7 @@ fn boxes_scores(g: &mut OnnxGraph, output0: &str, nc: i64) -> (String, String) {
     (boxes, scores)
 }
 
-fn trt(g: &mut OnnxGraph, e: &End2End, output0: &str, nc: i64, outputs: Vec<String>) -> Result<()> {
+fn trt(g: &mut OnnxBuilder, e: &End2End, output0: &str, nc: i64, outputs: Vec<String>) -> Result<()> {
     let (boxes, scores) = boxes_scores(g, output0, nc);
     let mut attrs = vec![
         ("background_class", Attr::Int(-1)),
@@ -123,7 +123,7 @@ fn trt(g: &mut OnnxGraph, e: &End2End, output0: &str, nc: i64, outputs: Vec<Stri
     Ok(())
 }
 
-fn onnx(g: &mut OnnxGraph, e: &End2End, output0: &str, images: &str, nc: i64, opset: i64, outputs: Vec<String>) -> Result<()> {
+fn onnx(g: &mut OnnxBuilder, e: &End2End, output0: &str, images: &str, nc: i64, opset: i64, outputs: Vec<String>) -> Result<()> {
     let k = e.topk_all;
     let p = "end2end";
     let i32_code = Attr::Int(Elem::I32.code() as i64);

@@ -5,7 +5,7 @@
 //! pairs through the `QdqEmitter`, exactly where the forward pass applies them.
 
 use super::decode::decode;
-use super::onnx_graph::{Attr, Dim, OnnxGraph};
+use super::onnx_builder::{Attr, Dim, OnnxBuilder};
 use super::qdq::QdqEmitter;
 use super::shapes::needed_nodes;
 use crate::model::config::Activation;
@@ -36,7 +36,7 @@ pub fn tensor_f32(t: &tch::Tensor) -> Result<Vec<f32>> {
 }
 
 /// Lowers every node the eval output (and the prototypes) depend on; they get `output_names`.
-pub fn lower_graph(g: &mut OnnxGraph, graph: &Graph, qdq: &mut QdqEmitter, images: &str, plan: &ShapePlan, output_names: [&str; 2]) -> Result<Lowered> {
+pub fn lower_graph(g: &mut OnnxBuilder, graph: &Graph, qdq: &mut QdqEmitter, images: &str, plan: &ShapePlan, output_names: [&str; 2]) -> Result<Lowered> {
     let [output_name, proto_name] = output_names;
     let needed = needed_nodes(graph);
     let mut names: Vec<Option<String>> = vec![None; graph.num_values];
@@ -98,7 +98,7 @@ pub fn lower_graph(g: &mut OnnxGraph, graph: &Graph, qdq: &mut QdqEmitter, image
 
 /// `model::forward::append_coeffs`: each (B, nm, H, W) coefficient map flattened to
 /// (B, nm, H·W), concatenated over levels, appended to the detections' rows.
-fn append_coeffs(g: &mut OnnxGraph, node: &Node, graph: &Graph, xs: &[String], out: String) -> String {
+fn append_coeffs(g: &mut OnnxBuilder, node: &Node, graph: &Graph, xs: &[String], out: String) -> String {
     let p = node.name.as_str();
     let nm = graph.channels[node.inputs[1]];
     let flat_shape = g.const_i64(&[0, nm, -1]);
@@ -112,7 +112,7 @@ fn pads(p: i64) -> Attr {
     Attr::Ints(vec![p, p, p, p])
 }
 
-fn lower_node(g: &mut OnnxGraph, graph: &Graph, node: &Node, xs: &[String], plan: &ShapePlan, qdq: &mut QdqEmitter) -> Result<Vec<String>> {
+fn lower_node(g: &mut OnnxBuilder, graph: &Graph, node: &Node, xs: &[String], plan: &ShapePlan, qdq: &mut QdqEmitter) -> Result<Vec<String>> {
     let name = node.name.as_str();
     let x = xs[0].as_str();
     Ok(match &node.op {
@@ -190,7 +190,7 @@ fn resize_attrs() -> Vec<(&'static str, Attr)> {
     vec![("mode", Attr::Str("nearest".into())), ("coordinate_transformation_mode", Attr::Str("asymmetric".into())), ("nearest_mode", Attr::Str("floor".into()))]
 }
 
-fn conv(g: &mut OnnxGraph, node: &Node, c: &Conv2d, x: &str, qdq: &mut QdqEmitter) -> Result<String> {
+fn conv(g: &mut OnnxBuilder, node: &Node, c: &Conv2d, x: &str, qdq: &mut QdqEmitter) -> Result<String> {
     let name = node.name.as_str();
     let ws = c.weight.size();
     let w = g.init_f32(&format!("{}.weight", c.prefix), &ws, &tensor_f32(&c.weight)?);

@@ -1,8 +1,8 @@
-//! ONNX export (recipe §8): the fused model as an ONNX graph, with Q/DQ pairs
+//! ONNX export (as the reference YOLOv9-QAT patch's `export.py` writes it): the fused model as an ONNX graph, with Q/DQ pairs
 //! where the model's quantizers are, optionally followed by NMS (end2end);
 //! a TensorRT rules check run on every export; ONNX Runtime to run the result.
 //!
-//! * `onnx_graph`: the protobuf graph builder; `shapes`: static shape inference;
+//! * `onnx_builder`: the protobuf graph builder; `shapes`: static shape inference;
 //! * `lower`: model ops → ONNX nodes; `decode`: the Detect decode; `qdq`: Q/DQ pairs;
 //! * `end2end`: EfficientNMS_TRT or plain-ONNX NMS; `check`: TensorRT rules;
 //! * `ort`: ONNX Runtime from Rust.
@@ -11,7 +11,8 @@ pub mod check;
 pub mod decode;
 pub mod end2end;
 pub mod lower;
-pub mod onnx_graph;
+pub mod onnx_builder;
+pub mod onnx_eval;
 pub mod ort;
 pub mod qdq;
 pub mod shapes;
@@ -22,7 +23,7 @@ pub use end2end::{End2End, Nms};
 use crate::detector::Detector;
 use anyhow::{anyhow, bail, Result};
 use lower::{lower_graph, ShapePlan};
-use onnx_graph::{Dim, Elem, OnnxGraph};
+use onnx_builder::{Dim, Elem, OnnxBuilder};
 use onnx_protobuf::{Message, ModelProto};
 use qdq::{QdqEmitter, QdqStats};
 use std::fmt;
@@ -238,7 +239,7 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     };
     let hw = if opts.dynamic { [Dim::Sym("height".into()), Dim::Sym("width".into())] } else { [Dim::Fixed(h), Dim::Fixed(w)] };
 
-    let mut g = OnnxGraph::new();
+    let mut g = OnnxBuilder::new();
     let input_dims = vec![batch.clone(), Dim::Fixed(3), hw[0].clone(), hw[1].clone()];
     let images = g.add_input("images", Elem::F32, &input_dims)?;
     let mut qdq = QdqEmitter::new(model.quant.as_ref().map(|q| &q.table));

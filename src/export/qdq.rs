@@ -1,12 +1,12 @@
-//! Q/DQ pairs (recipe §3, §8): every enabled, calibrated quantizer slot becomes
+//! Q/DQ pairs (TensorRT's explicit-quantization rules, as pytorch-quantization exports them): every enabled, calibrated quantizer slot becomes
 //! `QuantizeLinear(x, amax/127, 0:int8)` → `DequantizeLinear`. Activations are
 //! per tensor (scalar scale); conv weights per output channel (1-D scale,
 //! `axis=0`). One pair per (value, scale): every reader of the same value through
 //! the same quantizer (shared/tied quantizers, or a node's output slot followed by
 //! a reader with that quantizer) uses the one pair. Biases are never quantized.
 
-use super::onnx_graph::{Attr, OnnxGraph};
-use crate::model::graph::Slot;
+use super::onnx_builder::{Attr, OnnxBuilder};
+use crate::model::graph::QuantSlot;
 use crate::quant::fake_quant::TINY_AMAX;
 use crate::quant::QuantTable;
 use anyhow::{bail, Result};
@@ -47,7 +47,7 @@ impl<'a> QdqEmitter<'a> {
     }
 
     /// The calibrated per-tensor amax of an enabled slot; `None` means no Q/DQ there.
-    fn activation_amax(&mut self, slot: Option<Slot>) -> Result<Option<(f64, String)>> {
+    fn activation_amax(&mut self, slot: Option<QuantSlot>) -> Result<Option<(f64, String)>> {
         let (Some(table), Some(slot)) = (self.table, slot) else { return Ok(None) };
         if !slot.enabled {
             self.stats.disabled_slots += 1;
@@ -70,7 +70,7 @@ impl<'a> QdqEmitter<'a> {
     }
 
     /// `x` as read through `slot`: the DQ output of its (possibly shared) Q/DQ pair, or `x` itself.
-    pub fn activation(&mut self, g: &mut OnnxGraph, x: &str, slot: Option<Slot>, at: &str) -> Result<String> {
+    pub fn activation(&mut self, g: &mut OnnxBuilder, x: &str, slot: Option<QuantSlot>, at: &str) -> Result<String> {
         let Some((amax, label)) = self.activation_amax(slot)? else { return Ok(x.to_string()) };
         let scale = scale_of(amax);
         let key = (x.to_string(), scale.to_bits());
@@ -90,7 +90,7 @@ impl<'a> QdqEmitter<'a> {
     }
 
     /// The weight `w` (an fp32 initializer of `out_channels` rows) through its per-channel Q/DQ pair, or `w`.
-    pub fn weight(&mut self, g: &mut OnnxGraph, w: &str, slot: Option<Slot>, out_channels: i64, at: &str) -> Result<String> {
+    pub fn weight(&mut self, g: &mut OnnxBuilder, w: &str, slot: Option<QuantSlot>, out_channels: i64, at: &str) -> Result<String> {
         let (Some(table), Some(slot)) = (self.table, slot) else { return Ok(w.to_string()) };
         if !slot.enabled {
             self.stats.disabled_slots += 1;
@@ -117,7 +117,7 @@ impl<'a> QdqEmitter<'a> {
     }
 
     /// `w` through QuantizeLinear → DequantizeLinear with per-output-channel `scales` (axis 0).
-    fn weight_pair(&mut self, g: &mut OnnxGraph, w: &str, scales: &[f32], at: &str) -> String {
+    fn weight_pair(&mut self, g: &mut OnnxBuilder, w: &str, scales: &[f32], at: &str) -> String {
         let s = g.init_f32(&format!("{at}.weight_scale"), &[scales.len() as i64], scales);
         let zp = g.zero_point_i8(Some(scales.len() as i64));
         let axis = || vec![("axis", Attr::Int(0))];
@@ -131,7 +131,7 @@ impl<'a> QdqEmitter<'a> {
     /// Q/DQ pair of scale 1: exact in INT8, so the conv runs in INT8 in TensorRT at no cost
     /// in accuracy (the reference's max calibration, scale 15/127, would move every bin).
     /// `None` when some value is not an integer in [-127, 127].
-    pub fn exact_weight(&mut self, g: &mut OnnxGraph, w: &str, values: &[f32], out_channels: i64, at: &str) -> Option<String> {
+    pub fn exact_weight(&mut self, g: &mut OnnxBuilder, w: &str, values: &[f32], out_channels: i64, at: &str) -> Option<String> {
         if !values.iter().all(|v| v.fract() == 0.0 && v.abs() <= 127.0) {
             return None;
         }

@@ -3,13 +3,24 @@
 //! calibration (statistics) and fake-quantized training.
 
 use super::config::Activation;
-use super::graph::{Conv2d, Detect, Graph, Node, Op, QuantId, Slot, ValueId};
+use super::graph::{Conv2d, Detect, Graph, Node, Op, QuantId, QuantSlot, ValueId};
 use tch::{Kind, Tensor};
 
 /// What happens at a quantizer slot.
 pub trait QuantHook {
     fn activation(&mut self, quant: QuantId, x: &Tensor) -> Tensor;
     fn weight(&mut self, quant: QuantId, w: &Tensor) -> Tensor;
+    /// Whether a value read through the same quantizer by several nodes may be quantized
+    /// once for all of them, and a conv's activation fused with the quantizer all its
+    /// readers share ([`QuantHook::activation_fused`]). False for hooks that count
+    /// what they see (calibration).
+    fn shares_quantized_values(&self) -> bool {
+        false
+    }
+    /// `activation(quant, act(z))` as one op, where the hook has one (None: not here).
+    fn activation_fused(&mut self, _quant: QuantId, _z: &Tensor, _act: Activation) -> Option<Tensor> {
+        None
+    }
 }
 
 /// Plain floating point: every slot is a no-op.
@@ -65,27 +76,71 @@ impl Graph {
     pub fn run_nodes(&self, x: &Tensor, hook: &mut dyn QuantHook, keep: &[ValueId], only: Option<&[bool]>) -> Values {
         let last_use = self.last_use(keep);
         let mut vals: Vec<Option<Tensor>> = (0..self.num_values).map(|_| None).collect();
+        // Values already quantized (by a fused activation or a first reader), with their quantizer.
+        let mut quantized: Vec<Option<(QuantId, Tensor)>> = (0..self.num_values).map(|_| None).collect();
+        let share = hook.shares_quantized_values();
+        let fusable = if share { self.fusable_activations(keep, only) } else { vec![None; self.nodes.len()] };
         vals[self.input] = Some(x.shallow_clone());
         for (i, node) in self.nodes.iter().enumerate() {
             if only.is_some_and(|m| !m[i]) {
                 continue;
             }
-            let inputs: Vec<Tensor> = node
-                .inputs
-                .iter()
-                .zip(&node.quant.inputs)
-                .map(|(&v, slot)| apply(hook, *slot, vals[v].as_ref().expect("graph is not in execution order")))
-                .collect();
-            for (o, y) in node.outputs.iter().zip(eval_node(node, &inputs, hook)) {
-                vals[*o] = Some(y);
+            let inputs: Vec<Tensor> = node.inputs.iter().zip(&node.quant.inputs).map(|(&v, slot)| read(hook, *slot, v, &vals, &mut quantized, share)).collect();
+            match (fusable[i], &node.op) {
+                (Some(q), Op::Conv(c)) => {
+                    let o = node.outputs[0];
+                    let z = conv_linear(c, &inputs[0], node.quant.weight, hook);
+                    match hook.activation_fused(q, &z, c.act) {
+                        Some(y) => {
+                            vals[o] = Some(y.shallow_clone());
+                            quantized[o] = Some((q, y));
+                        }
+                        None => vals[o] = Some(activate(z, c.act)),
+                    }
+                }
+                _ => {
+                    for (o, y) in node.outputs.iter().zip(eval_node(node, &inputs, hook)) {
+                        vals[*o] = Some(y);
+                    }
+                }
             }
             for &v in &node.inputs {
                 if last_use[v] == Some(i) {
                     vals[v] = None;
+                    quantized[v] = None;
                 }
             }
         }
         Values(vals)
+    }
+
+    /// For each conv whose SiLU output is read only through one quantizer (every reader's
+    /// enabled input slot names it, and the raw value is neither kept nor quantized as an
+    /// output): that quantizer, so the activation and the fake-quant can run as one op.
+    pub fn fusable_activations(&self, keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<QuantId>> {
+        let consumers = self.consumers();
+        let runs = |n: usize| only.is_none_or(|m| m[n]);
+        self.nodes
+            .iter()
+            .map(|node| {
+                let Op::Conv(c) = &node.op else { return None };
+                let v = *node.outputs.first()?;
+                if c.act != Activation::SiLU || node.quant.output.is_some_and(|s| s.enabled) || keep.contains(&v) {
+                    return None;
+                }
+                let mut readers = consumers[v].iter().filter(|&&(n, _)| runs(n)).peekable();
+                readers.peek()?;
+                let mut quant = None;
+                for &(n, k) in readers {
+                    let s = self.nodes[n].quant.inputs[k].filter(|s| s.enabled)?;
+                    if quant.is_some_and(|q| q != s.quant) {
+                        return None;
+                    }
+                    quant = Some(s.quant);
+                }
+                quant
+            })
+            .collect()
     }
 
     /// The last node reading each value; `None` for values kept to the end.
@@ -104,7 +159,24 @@ impl Graph {
     }
 }
 
-fn apply(hook: &mut dyn QuantHook, slot: Option<Slot>, x: &Tensor) -> Tensor {
+/// Value `v` as a reader with this slot sees it: quantized once per quantizer when the
+/// hook allows sharing, else quantized for this reader alone.
+fn read(hook: &mut dyn QuantHook, slot: Option<QuantSlot>, v: ValueId, vals: &[Option<Tensor>], quantized: &mut [Option<(QuantId, Tensor)>], share: bool) -> Tensor {
+    let x = vals[v].as_ref().expect("graph is not in execution order");
+    let Some(s) = slot.filter(|s| s.enabled && share) else { return apply(hook, slot, x) };
+    if let Some((q, y)) = &quantized[v] {
+        if *q == s.quant {
+            return y.shallow_clone();
+        }
+    }
+    let y = hook.activation(s.quant, x);
+    if quantized[v].is_none() {
+        quantized[v] = Some((s.quant, y.shallow_clone()));
+    }
+    y
+}
+
+fn apply(hook: &mut dyn QuantHook, slot: Option<QuantSlot>, x: &Tensor) -> Tensor {
     match slot {
         Some(s) if s.enabled => hook.activation(s.quant, x),
         _ => x.shallow_clone(),
@@ -137,13 +209,17 @@ fn eval_node(node: &Node, xs: &[Tensor], hook: &mut dyn QuantHook) -> Vec<Tensor
     vec![y]
 }
 
-fn conv(c: &Conv2d, x: &Tensor, wslot: Option<Slot>, hook: &mut dyn QuantHook) -> Tensor {
+fn conv(c: &Conv2d, x: &Tensor, wslot: Option<QuantSlot>, hook: &mut dyn QuantHook) -> Tensor {
+    activate(conv_linear(c, x, wslot, hook), c.act)
+}
+
+/// The convolution before its activation.
+fn conv_linear(c: &Conv2d, x: &Tensor, wslot: Option<QuantSlot>, hook: &mut dyn QuantHook) -> Tensor {
     let w = match wslot {
         Some(s) if s.enabled => hook.weight(s.quant, &c.weight),
         _ => c.weight.shallow_clone(),
     };
-    let y = x.conv2d(&w, c.bias.as_ref(), [c.stride, c.stride], [c.padding, c.padding], [c.dilation, c.dilation], c.groups);
-    activate(y, c.act)
+    x.conv2d(&w, c.bias.as_ref(), [c.stride, c.stride], [c.padding, c.padding], [c.dilation, c.dilation], c.groups)
 }
 
 pub fn activate(y: Tensor, act: Activation) -> Tensor {
@@ -181,7 +257,7 @@ pub fn anchors(sizes: &[(i64, i64)], strides: &[f64], kind: Kind, device: tch::D
 }
 
 /// DFL expectation over the box distribution, dist2bbox (centre-size), sigmoid scores.
-fn decode(d: &Detect, maps: &[Tensor], dfl_slot: Option<Slot>, hook: &mut dyn QuantHook) -> Tensor {
+fn decode(d: &Detect, maps: &[Tensor], dfl_slot: Option<QuantSlot>, hook: &mut dyn QuantHook) -> Tensor {
     let b = maps[0].size()[0];
     let no = 4 * d.reg_max + d.nc;
     let flat: Vec<Tensor> = maps.iter().map(|m| m.reshape([b, no, -1])).collect();

@@ -95,7 +95,7 @@ impl Op {
 /// A quantizer attached to one place of one node. Several slots may name the same
 /// quantizer (tied scales); `enabled` switches this place alone.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Slot {
+pub struct QuantSlot {
     pub quant: QuantId,
     pub enabled: bool,
 }
@@ -103,18 +103,18 @@ pub struct Slot {
 /// Where a node is quantized: each input, its output, its weight.
 #[derive(Debug, Clone, Default)]
 pub struct QuantSlots {
-    pub inputs: Vec<Option<Slot>>,
-    pub output: Option<Slot>,
-    pub weight: Option<Slot>,
+    pub inputs: Vec<Option<QuantSlot>>,
+    pub output: Option<QuantSlot>,
+    pub weight: Option<QuantSlot>,
     /// A point inside a composite op: the input of the Detect's DFL conv.
-    pub internal: Option<Slot>,
+    pub internal: Option<QuantSlot>,
 }
 
 impl QuantSlots {
-    pub fn all(&self) -> impl Iterator<Item = &Slot> {
+    pub fn all(&self) -> impl Iterator<Item = &QuantSlot> {
         self.inputs.iter().flatten().chain(self.output.iter()).chain(self.weight.iter()).chain(self.internal.iter())
     }
-    pub fn all_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+    pub fn all_mut(&mut self) -> impl Iterator<Item = &mut QuantSlot> {
         self.inputs.iter_mut().flatten().chain(self.output.iter_mut()).chain(self.weight.iter_mut()).chain(self.internal.iter_mut())
     }
 }

@@ -1,4 +1,4 @@
-//! Reparameterization (recipe §1): a dual-head YOLOv9 becomes its GELAN by
+//! Reparameterization (upstream `tools/reparameterization.ipynb`): a dual-head YOLOv9 becomes its GELAN by
 //! keeping the main branch. GELAN layer i is dual layer i + k (k = 1 after a
 //! leading `Silence`), and the GELAN `DDetect`'s cv2/cv3/dfl are the
 //! `DualDDetect`'s cv4/cv5/dfl2.

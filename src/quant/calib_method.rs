@@ -1,5 +1,5 @@
 //! Choosing amax from a histogram: `mse` (default), `percentile`, `entropy`, `max`
-//! (pytorch-quantization's methods, recipe §4). MSE is scored for every candidate
+//! (pytorch-quantization's `compute_amax` methods). MSE is scored for every candidate
 //! at once on the histogram's device.
 
 use super::histogram::Histogram;

@@ -1,4 +1,4 @@
-//! PTQ (recipe §2, §4): place quantizers, tie junctions, keep skipped layers in
+//! PTQ (pytorch-quantization's calibrate-then-load_calib_amax flow): place quantizers, tie junctions, keep skipped layers in
 //! floating point, then calibrate activations on training batches.
 
 use super::calib_method::CalibMethod;

@@ -1,4 +1,4 @@
-//! Signed 8-bit symmetric fake quantization (recipe §3):
+//! Signed 8-bit symmetric fake quantization (pytorch-quantization's `fake_tensor_quant`):
 //! `s = amax/127`, `q = clamp(round_half_even(x/s), -128, 127)`, `x̂ = q·s`;
 //! backward is the straight-through estimator, passing the gradient where |x| <= amax.
 //!
@@ -49,7 +49,7 @@ impl QParams {
 }
 
 /// Per-tensor fake quantization for QAT: the native kernel's value, the gradient where
-/// |x| <= amax. With the C++ op (`train_fake_quant.cpp`, built by build.rs) that is one
+/// |x| <= amax. With the C++ op (`src/native/train_fake_quant.cpp`, built by build.rs) that is one
 /// kernel forward and one backward; without it, clamp then fake-quant (same gradient,
 /// the value differs only for x in [−128.5, −127.5) steps, which clamp moves to −127).
 pub fn train_fake_quant(x: &Tensor, amax: f64) -> Tensor {

@@ -1,4 +1,4 @@
-//! Histogram calibrator (recipe §4): counts of |x| in bins of fixed width on
+//! Histogram calibrator (pytorch-quantization's `HistogramCalibrator`): counts of |x| in bins of fixed width on
 //! [0, max of the first batch]; a larger later max adds whole bins of that width.
 //! Lives on the tensors' device; nothing leaves the GPU until amax is chosen.
 

@@ -1,15 +1,15 @@
-//! Where quantizers go (recipe §2): every conv's weight (per channel) and input,
+//! Where quantizers go (the reference YOLOv9-QAT patch's `quantize.py` placement): every conv's weight (per channel) and input,
 //! SPPELAN's max-pools, both inputs of a RepNBottleneck's residual add (sharing
 //! `cv1`'s input quantizer), the inputs of top-level Concat and Upsample layers,
 //! the avg-pool output of ADown/AConv (shared with their `cv1`), and the DFL conv.
 
 use super::fake_quant::channel_amax;
 use super::quantizer::QuantTable;
-use crate::model::graph::{Graph, Op, QuantId, Slot};
+use crate::model::graph::{Graph, Op, QuantId, QuantSlot};
 use std::collections::HashMap;
 
-fn on(quant: QuantId) -> Option<Slot> {
-    Some(Slot { quant, enabled: true })
+fn on(quant: QuantId) -> Option<QuantSlot> {
+    Some(QuantSlot { quant, enabled: true })
 }
 
 /// Adds quantizers to every node of `graph`; weight amax is set right away (max).

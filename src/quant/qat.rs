@@ -15,7 +15,9 @@ use super::quantizer::QuantTable;
 use super::task_loss::TaskLoss;
 use super::QuantModel;
 use crate::cuda::graph::CudaGraph;
+use super::fused_activation::silu_fake_quant;
 use crate::model::forward::{NoQuant, QuantHook};
+use crate::model::Activation;
 use crate::model::graph::{channels_last, Graph, QuantId, ValueId};
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
@@ -430,7 +432,7 @@ impl FlatWeightQuant {
         FlatWeightQuant { inv_scale: 127.0 / &amax, scale: &amax / 127.0, unquantized: mask.logical_not(), amax, mask }
     }
 
-    /// Recipe §3 on every element: q = clamp(round(w·127/amax), −128, 127), value q·amax/127,
+    /// pytorch-quantization's `fake_tensor_quant` on every element: q = clamp(round(w·127/amax), −128, 127), value q·amax/127,
     /// gradient 1 where |w| ≤ amax (and everywhere for unquantized elements).
     fn apply(&self, w: &Tensor) -> Tensor {
         let q = (w * &self.inv_scale).round().clamp(-128.0, 127.0) * &self.scale;
@@ -465,6 +467,16 @@ impl QuantHook for TrainQuant<'_> {
     }
     fn weight(&mut self, _: QuantId, w: &Tensor) -> Tensor {
         w.shallow_clone()
+    }
+    fn shares_quantized_values(&self) -> bool {
+        true
+    }
+    fn activation_fused(&mut self, q: QuantId, z: &Tensor, act: Activation) -> Option<Tensor> {
+        let learned = self.learned.is_some_and(|(l, _)| l.slot(q).is_some());
+        match (&self.table.quantizers[q].params, act, learned) {
+            (Some(QParams::PerTensor { amax }), Activation::SiLU, false) => silu_fake_quant(z, *amax),
+            _ => None,
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Sensitivity analysis (recipe §7): PTQ with everything quantized, then each
+//! Sensitivity analysis (the reference patch's `qat.py sensitive`): PTQ with everything quantized, then each
 //! quantized top-level layer alone switched back to floating point. Unlike the
 //! reference, every layer is re-enabled after its measurement, so each row
 //! measures one layer, not all layers up to it.
@@ -33,7 +33,7 @@ impl Sensitivity {
         v
     }
 
-    /// The seed's `summary-sensitive-analysis.json`: `[[AP, "PTQ"], [AP, "model.I"], …]`.
+    /// The reference patch's `summary-sensitive-analysis.json`: `[[AP, "PTQ"], [AP, "model.I"], …]`.
     pub fn seed_summary(&self) -> serde_json::Value {
         let mut rows = vec![serde_json::json!([self.ptq_map, "PTQ"])];
         rows.extend(self.layers.iter().map(|l| serde_json::json!([l.map, l.layer])));

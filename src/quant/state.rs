@@ -4,7 +4,7 @@
 
 use super::quantizer::QuantTable;
 use super::tying::TieGroup;
-use crate::model::graph::{Graph, Slot};
+use crate::model::graph::{Graph, QuantSlot};
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -56,7 +56,7 @@ pub struct QuantMeta {
     pub skip_layers: Vec<usize>,
 }
 
-fn places(graph: &Graph) -> Vec<(usize, String, Slot)> {
+fn places(graph: &Graph) -> Vec<(usize, String, QuantSlot)> {
     let mut out = Vec::new();
     for (i, n) in graph.nodes.iter().enumerate() {
         for (k, s) in n.quant.inputs.iter().enumerate() {
@@ -110,7 +110,7 @@ pub fn from_meta(graph: &mut Graph, meta: &QuantMeta, tensors: &BTreeMap<String,
         if s.quant >= table.len() {
             bail!("slot {}:{} names quantizer {} of {}", s.node, s.place, s.quant, table.len());
         }
-        let slot = Some(Slot { quant: s.quant, enabled: s.enabled });
+        let slot = Some(QuantSlot { quant: s.quant, enabled: s.enabled });
         let q = &mut graph.nodes[i].quant;
         match s.place.as_str() {
             "out" => q.output = slot,

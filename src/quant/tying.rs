@@ -1,4 +1,4 @@
-//! Scale tying (recipe §2): quantizers meeting at a Concat or a MaxPool become one,
+//! Scale tying (TensorRT requires equal scales where tensors meet, see its "Q/DQ layer placement" guide): quantizers meeting at a Concat or a MaxPool become one,
 //! so TensorRT runs the junction in INT8 without re-quantizing. Found by a walk
 //! over the model's own graph, every junction included (the reference's ONNX walk
 //! misses SPPELAN's pools and the top-level Concat layers' own input quantizers).
@@ -10,7 +10,7 @@ use crate::model::graph::{Graph, Op, QuantId, ValueId};
 /// Which junctions are tied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TieScope {
-    /// Every Concat and MaxPool junction (recipe §2; what TensorRT needs).
+    /// Every Concat and MaxPool junction (what TensorRT needs to fuse them).
     All,
     /// What the reference's ONNX walk finds: at each Concat, the conv input quantizers
     /// reading its output or one of its inputs directly; nothing at max-pools (they are

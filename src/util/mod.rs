@@ -40,8 +40,8 @@ pub fn torch_error_line(panic: &str) -> String {
     line.chars().take(300).collect()
 }
 
-/// The first line of an error message that a C++ shim (`src/cuda/graph.cpp`,
-/// `src/quant/train_fake_quant.cpp`) returned through its `char** err`, freed here.
+/// The first line of an error message that a C++ shim (`src/native/cuda_graph.cpp`,
+/// `src/native/train_fake_quant.cpp`, …) returned through its `char** err`, freed here.
 ///
 /// # Safety
 /// `err` is null or a NUL-terminated string from `strdup`, not used afterwards.

@@ -6,41 +6,17 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cmath>
 #include <cstring>
 #include <exception>
-#include <limits>
+
+#include "next_above.h"
 
 namespace {
-
-// The smallest value of `kind` strictly above a > 0. hardtanh_backward passes the
-// gradient where -hi < x < hi; for x of that kind this is exactly |x| <= a.
-double next_above(double a, at::ScalarType kind) {
-  const float inf = std::numeric_limits<float>::infinity();
-  switch (kind) {
-    case at::kHalf: {
-      c10::Half h(static_cast<float>(a));
-      if (static_cast<float>(h) > a) return static_cast<float>(h);
-      return static_cast<float>(c10::Half(static_cast<uint16_t>(h.x + 1), c10::Half::from_bits()));
-    }
-    case at::kBFloat16: {
-      c10::BFloat16 h(static_cast<float>(a));
-      if (static_cast<float>(h) > a) return static_cast<float>(h);
-      return static_cast<float>(c10::BFloat16(static_cast<uint16_t>(h.x + 1), c10::BFloat16::from_bits()));
-    }
-    case at::kFloat: {
-      float f = static_cast<float>(a);
-      return f > a ? f : std::nextafter(f, inf);
-    }
-    default:
-      return std::nextafter(a, std::numeric_limits<double>::infinity());
-  }
-}
 
 struct TrainFakeQuant : public torch::autograd::Function<TrainFakeQuant> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double amax) {
     ctx->save_for_backward({x});
-    ctx->saved_data["hi"] = next_above(amax, x.scalar_type());
+    ctx->saved_data["hi"] = yq::next_above(amax, x.scalar_type());
     return at::fake_quantize_per_tensor_affine(x, amax / 127.0, 0, -128, 127);
   }
 

@@ -73,7 +73,7 @@ pub fn ir_version_for_opset(opset: i64) -> i64 {
 }
 
 #[derive(Default)]
-pub struct OnnxGraph {
+pub struct OnnxBuilder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     inputs: Vec<ValueInfoProto>,
@@ -82,7 +82,7 @@ pub struct OnnxGraph {
     consts: HashMap<String, String>,
 }
 
-impl OnnxGraph {
+impl OnnxBuilder {
     pub fn new() -> Self {
         Self::default()
     }

@@ -1,0 +1,105 @@
+//! The fused CUDA kernels against the ops they replace, values and gradients, on a GPU.
+//! Ignored in CPU CI (no GPU there); `scripts/gpu_kernel_check.sh` runs them on a device,
+//! where a missing GPU or missing kernels fail loudly.
+
+use tch::{Device, Kind, Tensor};
+use yolo_qat::quant::fake_quant::train_fake_quant;
+use yolo_qat::quant::fused_activation::{available, silu_fake_quant};
+
+fn gpu() -> Device {
+    assert!(tch::Cuda::is_available(), "no CUDA device: run this on a GPU machine");
+    assert!(available(), "this binary was built without the fused kernels (no nvcc at build time)");
+    Device::Cuda(0)
+}
+
+/// Max |a - b| over all elements, in f64.
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
+}
+
+fn check(kind: Kind, shape: &[i64], channels_last: bool, amax: f64) {
+    let d = gpu();
+    tch::manual_seed(7);
+    // Pre-activations spread well past amax both ways, so clamping and the mask both act.
+    let mut z = (Tensor::randn(shape, (Kind::Float, d)) * (2.0 * amax)).to_kind(kind);
+    if channels_last {
+        z = yolo_qat::model::graph::channels_last(&z);
+    }
+    let dy = Tensor::randn(shape, (Kind::Float, d)).to_kind(kind);
+    let zr = z.detach().set_requires_grad(true);
+    let yr = train_fake_quant(&zr.silu(), amax);
+    // d(sum(y·dy))/dy is dy exactly.
+    (&yr * &dy).sum(None).backward();
+    let zf = z.detach().set_requires_grad(true);
+    let yf = silu_fake_quant(&zf, amax).expect("fused op on CUDA");
+    (&yf * &dy).sum(None).backward();
+    let what = format!("{kind:?} {shape:?} channels_last={channels_last} amax={amax}");
+    assert_eq!(yf.kind(), kind, "{what}");
+    assert_eq!(yf.stride(), zf.stride(), "{what}: output keeps the input's layout");
+    assert_eq!(max_diff(&yf, &yr), 0.0, "{what}: values");
+    assert_eq!(max_diff(&zf.grad(), &zr.grad()), 0.0, "{what}: gradients");
+}
+
+#[test]
+#[ignore]
+fn silu_fake_quant_matches_silu_then_fake_quant() {
+    for kind in [Kind::Half, Kind::Float] {
+        for (shape, cl) in [(&[2i64, 64, 40, 40][..], false), (&[2, 64, 40, 40][..], true), (&[1, 3, 7, 5][..], false), (&[10, 256, 80, 80][..], true)] {
+            for amax in [0.37, 4.0, 11.3] {
+                check(kind, shape, cl, amax);
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn a_qat_step_is_the_same_fused_and_unfused() {
+    use std::path::Path;
+    use yolo_qat::quant::calibrate::{calibrate, prepare};
+    use yolo_qat::quant::fused_activation::set_enabled;
+    use yolo_qat::quant::qat::{Qat, Supervision};
+    use yolo_qat::quant::CalibMethod;
+    let d = gpu();
+    let losses: Vec<f64> = [true, false]
+        .into_iter()
+        .map(|fused| {
+            set_enabled(fused);
+            // The repository's copy of the shapes fixture (the device gets the repository, not ../shared).
+            let mut m = yolo_qat::detector::load(Path::new("assets/demo/yolov9-t-shapes-converted.pt")).expect("assets/demo fixture");
+            m.to(d, Kind::Float);
+            tch::manual_seed(3);
+            let x = Tensor::rand([4, 3, 320, 320], (Kind::Float, d));
+            prepare(&mut m, &[], CalibMethod::Max).unwrap();
+            calibrate(&mut m, std::iter::once(x.shallow_clone()), CalibMethod::Max).unwrap();
+            let mut qat = Qat::new(&mut m, None, Supervision::recipe(1), true);
+            (0..3).map(|_| qat.step(&mut m, &x, 1e-5).double_value(&[])).last().unwrap()
+        })
+        .collect();
+    set_enabled(true);
+    let rel = (losses[0] - losses[1]).abs() / losses[1].abs().max(1e-12);
+    // cuDNN may pick other algorithms between the two models; the kernels themselves are exact.
+    assert!(rel < 1e-3, "fused {} vs unfused {} after 3 steps", losses[0], losses[1]);
+}
+
+/// Where the fused op applies in a real model (CPU: the plan needs no GPU): convs whose
+/// SiLU output only feeds convs through one shared quantizer. In yolov9-t every
+/// RepNBottleneck's cv1 feeds only its cv2, so at least those fuse.
+#[test]
+fn the_plan_fuses_bottleneck_activations() {
+    use yolo_qat::quant::calibrate::prepare;
+    use yolo_qat::quant::qat::supervised_layers;
+    use yolo_qat::quant::CalibMethod;
+    let mut m = yolo_qat::detector::load(std::path::Path::new("../shared/fixtures/yolov9-t-shapes-converted.pt")).expect("fixture");
+    prepare(&mut m, &[], CalibMethod::Max).unwrap();
+    let g = &m.graph;
+    let keep: Vec<_> = supervised_layers(g.layers.len(), 1).into_iter().filter(|&i| g.layers[i].outputs.len() == 1).map(|i| g.layers[i].outputs[0]).collect();
+    let plan = g.fusable_activations(&keep, None);
+    let fused: Vec<&str> = plan.iter().zip(&g.nodes).filter(|(q, _)| q.is_some()).map(|(_, n)| n.name.as_str()).collect();
+    let bottleneck_cv1 = g.nodes.iter().filter(|n| n.name.contains(".m.") && n.name.ends_with(".cv1")).count();
+    assert!(bottleneck_cv1 > 0);
+    for n in g.nodes.iter().filter(|n| n.name.contains(".m.") && n.name.ends_with(".cv1")) {
+        assert!(fused.contains(&n.name.as_str()), "{} not fused; fused: {fused:?}", n.name);
+    }
+    eprintln!("{} of {} convs fused: {fused:?}", fused.len(), g.convs().count());
+}
