@@ -1,14 +1,15 @@
 //! Integration tests of the augmented training loader on
 //! `../shared/data/shapes-mini` and on synthetic images.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use yolo_qat::data::augment::Rgb8;
 use yolo_qat::data::hyp::Hyp;
+use yolo_qat::data::labels::LabelRow;
 use yolo_qat::data::train_loader::{ImageLabels, TrainBatch, TrainLoader};
-
-const SHAPES: &str = "../shared/data/shapes-mini/images/train";
+use yolo_qat::data::RgbImage;
 
 /// YOLO label file for an image: `/images/` -> `/labels/`, extension `.txt`.
 fn read_labels(img: &Path) -> ImageLabels {
@@ -20,26 +21,18 @@ fn read_labels(img: &Path) -> ImageLabels {
     text.lines()
         .filter_map(|l| {
             let v: Vec<f32> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
-            (v.len() == 5).then(|| (v[0] as usize, [v[1], v[2], v[3], v[4]]))
+            (v.len() == 5).then(|| LabelRow { class: v[0] as usize, xywhn: [v[1], v[2], v[3], v[4]] })
         })
         .collect()
 }
 
-fn shapes_images() -> Option<Vec<PathBuf>> {
-    let dir = Path::new(SHAPES);
-    if !dir.is_dir() {
-        eprintln!("skipping: {SHAPES} not found (cwd {:?})", std::env::current_dir().ok());
-        return None;
-    }
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png")).collect();
-    v.sort();
-    Some(v)
+/// The shapes-mini training images; panics (naming the folder) when they are missing.
+fn shapes_images() -> Vec<PathBuf> {
+    common::images_in(common::TRAIN_IMAGES)
 }
 
-fn shapes_loader(imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Option<TrainLoader> {
-    let imgs = shapes_images()?;
-    Some(TrainLoader::from_paths(imgs, read_labels, imgsz, batch, hyp, seed, workers))
+fn shapes_loader(imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> TrainLoader {
+    TrainLoader::from_paths(shapes_images(), read_labels, imgsz, batch, hyp, seed, workers)
 }
 
 fn check_batch(b: &TrainBatch, imgsz: usize) {
@@ -56,9 +49,7 @@ fn check_batch(b: &TrainBatch, imgsz: usize) {
 
 #[test]
 fn shapes_batches_have_the_right_shape_and_labels_inside() {
-    let Some(loader) = shapes_loader(320, 8, Hyp::scratch_high(), 57, 2) else {
-        return;
-    };
+    let loader = shapes_loader(320, 8, Hyp::scratch_high(), 57, 2);
     assert_eq!(loader.len(), 32);
     assert_eq!(loader.batches_per_epoch(), 4);
     let batches: Vec<TrainBatch> = loader.iter(0).collect();
@@ -79,9 +70,7 @@ fn shapes_batches_have_the_right_shape_and_labels_inside() {
 
 #[test]
 fn short_last_batch_and_epochs_differ() {
-    let Some(loader) = shapes_loader(128, 5, Hyp::scratch_high(), 1, 2) else {
-        return;
-    };
+    let loader = shapes_loader(128, 5, Hyp::scratch_high(), 1, 2);
     let b0: Vec<TrainBatch> = loader.iter(0).collect();
     assert_eq!(b0.len(), 7);
     assert_eq!(b0.last().unwrap().batch, 2);
@@ -97,11 +86,9 @@ fn short_last_batch_and_epochs_differ() {
 
 #[test]
 fn deterministic_for_a_seed_whatever_the_workers() {
-    let Some(a) = shapes_loader(160, 4, Hyp::scratch_high(), 123, 0) else {
-        return;
-    };
-    let b = shapes_loader(160, 4, Hyp::scratch_high(), 123, 3).unwrap();
-    let c = shapes_loader(160, 4, Hyp::scratch_high(), 124, 2).unwrap();
+    let a = shapes_loader(160, 4, Hyp::scratch_high(), 123, 0);
+    let b = shapes_loader(160, 4, Hyp::scratch_high(), 123, 3);
+    let c = shapes_loader(160, 4, Hyp::scratch_high(), 124, 2);
     let ba: Vec<TrainBatch> = a.iter(2).take(3).collect();
     let bb: Vec<TrainBatch> = b.iter(2).take(3).collect();
     let bc: Vec<TrainBatch> = c.iter(2).take(3).collect();
@@ -110,7 +97,7 @@ fn deterministic_for_a_seed_whatever_the_workers() {
     // and the same loader again (cached or not)
     let again: Vec<TrainBatch> = b.iter(2).take(3).collect();
     assert_eq!(ba, again);
-    let cached = shapes_loader(160, 4, Hyp::scratch_high(), 123, 2).unwrap().with_cache(true);
+    let cached = shapes_loader(160, 4, Hyp::scratch_high(), 123, 2).with_cache(true);
     let c1: Vec<TrainBatch> = cached.iter(2).take(3).collect();
     let c2: Vec<TrainBatch> = cached.iter(2).take(3).collect();
     assert_eq!(ba, c1);
@@ -119,9 +106,7 @@ fn deterministic_for_a_seed_whatever_the_workers() {
 
 #[test]
 fn dropping_the_iterator_early_stops_cleanly() {
-    let Some(loader) = shapes_loader(320, 4, Hyp::scratch_high(), 0, 2) else {
-        return;
-    };
+    let loader = shapes_loader(320, 4, Hyp::scratch_high(), 0, 2);
     let mut it = loader.iter(0);
     let first = it.next().unwrap();
     check_batch(&first, 320);
@@ -139,7 +124,7 @@ fn synthetic(dir: &Path) -> (PathBuf, ImageLabels) {
     }
     let p = dir.join("synthetic.png");
     img.save(&p).unwrap();
-    (p, vec![(4, [30.0 / 96.0, 28.0 / 64.0, 40.0 / 96.0, 24.0 / 64.0])])
+    (p, vec![LabelRow { class: 4, xywhn: [30.0 / 96.0, 28.0 / 64.0, 40.0 / 96.0, 24.0 / 64.0] }])
 }
 
 /// Bounding box of the red pixels, normalized, from a CHW batch image.
@@ -243,7 +228,7 @@ fn mosaic_of_one_image_labels_match_pixels() {
 }
 
 fn bench(imgsz: usize, workers: usize) -> f64 {
-    let loader = shapes_loader(imgsz, 8, Hyp::scratch_high(), 0, workers).unwrap();
+    let loader = shapes_loader(imgsz, 8, Hyp::scratch_high(), 0, workers);
     let t = Instant::now();
     let mut n = 0;
     for b in loader.iter_forever(0).take(12) {
@@ -256,9 +241,6 @@ fn bench(imgsz: usize, workers: usize) -> f64 {
 #[test]
 #[ignore]
 fn bench_images_per_second() {
-    if shapes_images().is_none() {
-        return;
-    }
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     for imgsz in [320, 640] {
         let one = bench(imgsz, 1);
@@ -268,8 +250,8 @@ fn bench_images_per_second() {
 }
 
 #[test]
-fn rgb8_chw_layout() {
-    let img = Rgb8::from_raw(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
+fn rgb_image_chw_layout() {
+    let img = RgbImage::from_raw(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
     let mut out = vec![0; 6];
     img.write_chw(&mut out);
     assert_eq!(out, vec![1, 4, 2, 5, 3, 6]);

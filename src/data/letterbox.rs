@@ -1,10 +1,16 @@
-//! Upstream `letterbox` (auto=False) and its inverse `scale_boxes`.
+//! Upstream `letterbox(im, new_shape, auto=False, scaleup)` (utils/augmentations.py) and
+//! its inverse, `scale_boxes` (utils/general.py): the one letterbox of yolo-qat, for
+//! validation (`scaleup = false`, rectangular batch shapes), training (`imgsz` squares)
+//! and predict.
+//!
+//! Bit-exact with upstream's `cv2.resize(INTER_LINEAR)` + `cv2.copyMakeBorder(114)`,
+//! ratio and padding included, checked by `letterboxes_match_opencv` in
+//! `tests/opencv_vectors.rs` (square and rectangular targets, shrinking, enlarging, odd
+//! padding).
 
 use super::image_io::RgbImage;
-use super::resize::{resize, Interpolation};
-
-/// Border colour of letterboxed images.
-pub const PAD_VALUE: u8 = 114;
+use super::resize::{resize_image, Interpolation};
+use super::PAD_VALUE;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Letterboxed {
@@ -29,8 +35,7 @@ pub fn letterbox(img: &RgbImage, new_hw: (usize, usize), scaleup: bool) -> Lette
     let dh = (new_hw.0 - unpad_h) as f64 / 2.0;
     let resized;
     let src = if (img.width, img.height) != (unpad_w, unpad_h) {
-        let data = resize(&img.data, (img.width, img.height), 3, (unpad_w, unpad_h), Interpolation::Linear);
-        resized = RgbImage { width: unpad_w, height: unpad_h, data };
+        resized = resize_image(img, (unpad_w, unpad_h), Interpolation::Linear);
         &resized
     } else {
         img
@@ -65,7 +70,7 @@ mod tests {
     use super::*;
 
     fn solid(w: usize, h: usize, v: u8) -> RgbImage {
-        RgbImage { width: w, height: h, data: vec![v; w * h * 3] }
+        RgbImage::filled(w, h, v)
     }
 
     #[test]
@@ -102,5 +107,24 @@ mod tests {
     fn scale_back_subtracts_pad_divides_and_clips() {
         let b = scale_box_to_original([10.0, 20.5, 110.0, 400.0], 0.5, (5.0, 0.5), (300, 100));
         assert_eq!(b, [10.0, 40.0, 100.0, 300.0]);
+    }
+
+    #[test]
+    fn square_canvas_reports_offsets() {
+        let lb = letterbox(&solid(64, 40, 7), (64, 64), true);
+        assert_eq!((lb.image.width, lb.image.height), (64, 64));
+        assert_eq!(lb.ratio, (1.0, 1.0));
+        assert_eq!(lb.pad, (0.0, 12.0));
+        assert_eq!(lb.image.get(10, 11), [PAD_VALUE; 3]);
+        assert_eq!(lb.image.get(10, 12), [7; 3]);
+        assert_eq!(lb.image.get(10, 51), [7; 3]);
+        assert_eq!(lb.image.get(10, 52), [PAD_VALUE; 3]);
+        // odd padding: 64 - 39 = 25 -> top 12, bottom 13, dh = 12.5
+        let lb = letterbox(&solid(64, 39, 7), (64, 64), true);
+        assert_eq!(lb.pad.1, 12.5);
+        assert_eq!(lb.image.get(0, 11), [PAD_VALUE; 3]);
+        assert_eq!(lb.image.get(0, 12), [7; 3]);
+        assert_eq!(lb.image.get(0, 50), [7; 3]);
+        assert_eq!(lb.image.get(0, 51), [PAD_VALUE; 3]);
     }
 }

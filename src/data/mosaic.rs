@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::data::augment::{random_perspective, xywhn_to_xyxy, BoxLabel, Rgb8, Rng, WarpParams, PAD_VALUE};
 use crate::data::hyp::Hyp;
-
-/// Normalized YOLO labels of one image: `(class, [cx, cy, w, h])`.
-pub type NormLabels = [(usize, [f32; 4])];
+use crate::data::image_io::RgbImage;
+use crate::data::labels::{Label, LabelRow};
+use crate::data::perspective::{random_perspective, WarpParams};
+use crate::data::rng::Rng;
+use crate::data::PAD_VALUE;
 
 /// Upstream `mosaic_border` component: `-imgsz // 2` (floor division).
 pub fn mosaic_border(imgsz: usize) -> i64 {
@@ -43,9 +44,9 @@ pub fn mosaic_indices(index: usize, n: usize, rng: &mut Rng) -> [usize; 4] {
 /// bottom-right of the centre `(xc, yc)` on a `2*imgsz` square canvas filled
 /// with 114, as upstream. Returns the canvas and the tiles' labels in canvas
 /// pixels (`x1 y1 x2 y2`), clipped to `[0, 2*imgsz]`.
-pub fn place_tiles(tiles: [(&Rgb8, &NormLabels); 4], imgsz: usize, xc: i64, yc: i64) -> (Rgb8, Vec<BoxLabel>) {
+pub fn place_tiles(tiles: [(&RgbImage, &[LabelRow]); 4], imgsz: usize, xc: i64, yc: i64) -> (RgbImage, Vec<Label>) {
     let s2 = 2 * imgsz as i64;
-    let mut canvas = Rgb8::filled(s2 as usize, s2 as usize, PAD_VALUE);
+    let mut canvas = RgbImage::filled(s2 as usize, s2 as usize, PAD_VALUE);
     let mut labels = Vec::new();
     for (i, (img, norm)) in tiles.into_iter().enumerate() {
         let (w, h) = (img.width as i64, img.height as i64);
@@ -77,9 +78,10 @@ pub fn place_tiles(tiles: [(&Rgb8, &NormLabels); 4], imgsz: usize, xc: i64, yc: 
         }
         let (padw, padh) = ((a[0] - b[0]) as f64, (a[1] - b[1]) as f64);
         let lim = s2 as f32;
-        for &(cls, bx) in norm {
-            let xyxy = xywhn_to_xyxy(bx, w as f64, h as f64, padw, padh).map(|v| v.clamp(0.0, lim));
-            labels.push(BoxLabel { cls, xyxy });
+        for row in norm {
+            let mut l = row.to_pixels(w as f64, h as f64, padw, padh);
+            l.xyxy = l.xyxy.map(|v| v.clamp(0.0, lim));
+            labels.push(l);
         }
     }
     (canvas, labels)
@@ -89,9 +91,9 @@ pub fn place_tiles(tiles: [(&Rgb8, &NormLabels); 4], imgsz: usize, xc: i64, yc: 
 /// long side is `imgsz` (upstream `load_image`) and its normalized labels.
 /// Any load error is returned (the caller decides how to replace the sample).
 /// The result is `imgsz x imgsz` (for even `imgsz`) with pixel-corner labels.
-pub fn load_mosaic<F>(index: usize, n: usize, imgsz: usize, hyp: &Hyp, rng: &mut Rng, mut load: F) -> Result<(Rgb8, Vec<BoxLabel>)>
+pub fn load_mosaic<F>(index: usize, n: usize, imgsz: usize, hyp: &Hyp, rng: &mut Rng, mut load: F) -> Result<(RgbImage, Vec<Label>)>
 where
-    F: FnMut(usize) -> Result<(Arc<Rgb8>, Arc<Vec<(usize, [f32; 4])>>)>,
+    F: FnMut(usize) -> Result<(Arc<RgbImage>, Arc<Vec<LabelRow>>)>,
 {
     let (xc, yc) = mosaic_center(imgsz, rng);
     let idx = mosaic_indices(index, n, rng);
@@ -108,8 +110,8 @@ where
 mod tests {
     use super::*;
 
-    fn solid(w: usize, h: usize, v: u8) -> Rgb8 {
-        Rgb8::filled(w, h, v)
+    fn solid(w: usize, h: usize, v: u8) -> RgbImage {
+        RgbImage::filled(w, h, v)
     }
 
     #[test]
@@ -132,8 +134,8 @@ mod tests {
         let b = solid(20, 32, 20);
         let c = solid(32, 32, 30);
         let d = solid(16, 32, 40);
-        let la = vec![(0usize, [0.5f32, 0.5, 1.0, 1.0])];
-        let none: Vec<(usize, [f32; 4])> = vec![];
+        let la = vec![LabelRow { class: 0, xywhn: [0.5, 0.5, 1.0, 1.0] }];
+        let none: Vec<LabelRow> = vec![];
         let (xc, yc) = (30i64, 40i64);
         let (canvas, labels) = place_tiles([(&a, &la), (&b, &none), (&c, &none), (&d, &la)], s, xc, yc);
         assert_eq!((canvas.width, canvas.height), (64, 64));
@@ -155,8 +157,8 @@ mod tests {
 
     #[test]
     fn mosaic_output_is_imgsz() {
-        let imgs: Vec<Arc<Rgb8>> = (0..5).map(|i| Arc::new(solid(64, 48, 50 + i as u8))).collect();
-        let lab = Arc::new(vec![(1usize, [0.5f32, 0.5, 0.5, 0.5])]);
+        let imgs: Vec<Arc<RgbImage>> = (0..5).map(|i| Arc::new(solid(64, 48, 50 + i as u8))).collect();
+        let lab = Arc::new(vec![LabelRow { class: 1, xywhn: [0.5, 0.5, 0.5, 0.5] }]);
         let hyp = Hyp::scratch_high();
         let mut rng = Rng::new(9);
         let (img, labels) = load_mosaic(2, 5, 64, &hyp, &mut rng, |i| Ok((imgs[i].clone(), lab.clone()))).unwrap();

@@ -1,6 +1,20 @@
-//! OpenCV-compatible `cv2.resize` for 8-bit interleaved images (INTER_AREA and
-//! INTER_LINEAR), reproducing OpenCV 4.x's integer and float arithmetic so the
-//! pixels match what upstream's data loader feeds the network.
+//! `cv2.resize` for 8-bit interleaved images (INTER_LINEAR and INTER_AREA), reproducing
+//! OpenCV 4.x's integer and float arithmetic, and upstream `load_image`'s resize rule
+//! (utils/dataloaders.py). The one resize of yolo-qat: validation, training, letterbox
+//! and plots all go through [`resize`].
+//!
+//! Bit-exact with OpenCV (4.10, 4.14 and 5.0 agree), checked by `resizes_match_opencv` in
+//! `tests/opencv_vectors.rs` on an even and an odd source, shrinking and enlarging by
+//! integer and fractional factors and one axis each way:
+//! * INTER_LINEAR: 11-bit fixed-point taps from `(d + 0.5) * scale - 0.5`; columns
+//!   clamped at the edges with their weights (weight 0 beyond), rows clamped only when
+//!   fetched, keeping their weights; the SIMD vertical pass's `>> 4`, high 16 bits and
+//!   `+ 2 >> 2` rounding. An exact 2x shrink in both axes takes OpenCV's fast area path.
+//! * INTER_AREA: shrinking by an integer factor averages cells (the 2x2 case rounds half
+//!   up in integers); by a fractional factor, float area weights; enlarging is bilinear
+//!   with area-style coefficients.
+
+use crate::data::image_io::RgbImage;
 
 /// Fractional bits of the fixed-point linear coefficients (INTER_RESIZE_COEF_BITS).
 const COEF_BITS: u32 = 11;
@@ -34,6 +48,26 @@ pub fn resize(src: &[u8], (sw, sh): (usize, usize), cn: usize, (dw, dh): (usize,
     }
     // INTER_AREA while enlarging is bilinear with area-style coefficients.
     linear_resize(&img, (dw, dh), (scale_x, scale_y), (inv_x, inv_y), area)
+}
+
+/// [`resize`] of an [`RgbImage`] to `w` x `h`.
+pub fn resize_image(img: &RgbImage, (w, h): (usize, usize), interp: Interpolation) -> RgbImage {
+    RgbImage { width: w, height: h, data: resize(&img.data, (img.width, img.height), 3, (w, h), interp) }
+}
+
+/// Upstream `load_image`: scales the image so its long side is `imgsz`, to
+/// `(int(w0 * r), int(h0 * r))` with `r = imgsz / max(h0, w0)` (at least 1 pixel), with
+/// INTER_LINEAR when training (`augment`) or enlarging and INTER_AREA when shrinking for
+/// validation. Unchanged when `r == 1`.
+pub fn load_image_resize(img: RgbImage, imgsz: usize, augment: bool) -> RgbImage {
+    let (h0, w0) = (img.height as f64, img.width as f64);
+    let r = imgsz as f64 / h0.max(w0);
+    if r == 1.0 {
+        return img;
+    }
+    let (w, h) = (((w0 * r) as usize).max(1), ((h0 * r) as usize).max(1));
+    let interp = if augment || r > 1.0 { Interpolation::Linear } else { Interpolation::Area };
+    resize_image(&img, (w, h), interp)
 }
 
 struct Src<'a> {
@@ -356,6 +390,17 @@ mod tests {
             144, 146,
         ];
         assert_eq!(resize(&src, (9, 6), 3, (4, 3), Area), expected);
+    }
+
+    #[test]
+    fn load_image_resize_truncates_the_short_side_like_upstream_yolov9() {
+        // cv2.resize(im, (int(w0 * r), int(h0 * r))): 332 * 256/498 = 170.67 -> 170, and
+        // 498 * (256/498) = 255.99999999999997 -> 255 in Python's float64 as here.
+        let img = RgbImage::filled(498, 332, 0);
+        assert_eq!(load_image_resize(img.clone(), 256, false).hw(), (170, 255));
+        let img = RgbImage::filled(40, 30, 9);
+        assert_eq!(load_image_resize(img.clone(), 40, true), img);
+        assert_eq!(load_image_resize(img, 64, false).hw(), (48, 64));
     }
 
     #[test]

@@ -30,15 +30,20 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::data::augment::{
-    augment_hsv, flip_lr, flip_ud, letterbox, mixup, random_perspective, resize_long_side, xywhn_to_xyxy, xyxy_to_xywhn_clip, BoxLabel, Rgb8, Rng, WarpParams,
-};
+use crate::data::flip::{flip_lr_with_labels, flip_ud_with_labels};
+use crate::data::hsv::augment_hsv;
 use crate::data::hyp::Hyp;
-use crate::data::image_io::decode_rgb8;
+use crate::data::image_io::{decode_rgb8, RgbImage};
+use crate::data::labels::{Label, LabelRow};
+use crate::data::letterbox::letterbox;
+use crate::data::mixup::mixup;
 use crate::data::mosaic::load_mosaic;
+use crate::data::perspective::{random_perspective, WarpParams};
+use crate::data::resize::load_image_resize;
+use crate::data::rng::Rng;
 
-/// Normalized YOLO labels of one image: `(class, [cx, cy, w, h])`.
-pub type ImageLabels = Vec<(usize, [f32; 4])>;
+/// Normalized YOLO labels of one image, as its label file holds them.
+pub type ImageLabels = Vec<LabelRow>;
 
 /// One batch of augmented training images.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +75,7 @@ struct Inner {
     seed: u64,
     workers: usize,
     prefetch: usize,
-    cache: Option<Vec<OnceLock<Arc<Rgb8>>>>,
+    cache: Option<Vec<OnceLock<Arc<RgbImage>>>>,
     bad: Mutex<HashMap<usize, String>>,
 }
 
@@ -82,17 +87,17 @@ pub struct TrainLoader {
 }
 
 impl TrainLoader {
-    /// `samples`: image paths with their normalized labels. `imgsz` must be
-    /// even (upstream uses multiples of 32). `workers == 0` builds batches on
-    /// the calling thread. Panics on an empty dataset, `batch == 0` or an odd
-    /// `imgsz`.
-    pub fn new(samples: Vec<(PathBuf, ImageLabels)>, imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Self {
+    /// `samples`: image paths with their normalized labels ([`LabelRow`]s, or
+    /// `(class, [cx, cy, w, h])` pairs). `imgsz` must be even (upstream uses multiples
+    /// of 32). `workers == 0` builds batches on the calling thread. Panics on an empty
+    /// dataset, `batch == 0` or an odd `imgsz`.
+    pub fn new<L: Into<LabelRow>>(samples: Vec<(PathBuf, Vec<L>)>, imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Self {
         assert!(!samples.is_empty(), "TrainLoader: no images");
         assert!(batch > 0, "TrainLoader: batch size must be positive");
         assert!(imgsz >= 2 && imgsz.is_multiple_of(2), "TrainLoader: imgsz must be even, got {imgsz}");
         TrainLoader {
             inner: Arc::new(Inner {
-                items: samples.into_iter().map(|(p, l)| (p, Arc::new(l))).collect(),
+                items: samples.into_iter().map(|(p, l)| (p, Arc::new(l.into_iter().map(Into::into).collect()))).collect(),
                 imgsz,
                 batch,
                 hyp,
@@ -184,7 +189,7 @@ impl TrainLoader {
     /// One augmented sample: the image at `position` of epoch `epoch`'s
     /// order, as an `imgsz x imgsz` RGB image with normalized labels, and the
     /// dataset index it was drawn for. `None` if no redraw could be loaded.
-    pub fn sample(&self, epoch: u64, position: usize) -> Option<(Rgb8, ImageLabels, usize)> {
+    pub fn sample(&self, epoch: u64, position: usize) -> Option<(RgbImage, ImageLabels, usize)> {
         let perm = self.permutation(epoch);
         self.inner.sample(epoch, position, perm[position % perm.len()])
     }
@@ -215,7 +220,7 @@ impl Inner {
 
     /// Decoded image `index`, long side resized to `imgsz` (upstream
     /// `load_image`), with its labels.
-    fn load(&self, index: usize) -> Result<(Arc<Rgb8>, Arc<ImageLabels>)> {
+    fn load(&self, index: usize) -> Result<(Arc<RgbImage>, Arc<ImageLabels>)> {
         let labels = self.items[index].1.clone();
         if let Some(c) = &self.cache {
             if let Some(img) = c[index].get() {
@@ -227,7 +232,7 @@ impl Inner {
         }
         let path = &self.items[index].0;
         let img = match decode_rgb(path) {
-            Ok(img) => Arc::new(resize_long_side(&img, self.imgsz)),
+            Ok(img) => Arc::new(load_image_resize(img, self.imgsz, true)),
             Err(e) => {
                 let msg = format!("{:#}", e);
                 if let Entry::Vacant(e) = lock(&self.bad).entry(index) {
@@ -244,11 +249,11 @@ impl Inner {
     }
 
     /// Upstream `__getitem__` for dataset index `index` with randomness `rng`.
-    fn augmented(&self, index: usize, rng: &mut Rng) -> Result<(Rgb8, ImageLabels)> {
+    fn augmented(&self, index: usize, rng: &mut Rng) -> Result<(RgbImage, ImageLabels)> {
         let hyp = &self.hyp;
         let s = self.imgsz;
         let n = self.n();
-        let (mut img, labels): (Rgb8, Vec<BoxLabel>) = if rng.f64() < hyp.mosaic {
+        let (mut img, labels): (RgbImage, Vec<Label>) = if rng.f64() < hyp.mosaic {
             let (mut img, mut labels) = load_mosaic(index, n, s, hyp, rng, |i| self.load(i))?;
             if rng.f64() < hyp.mixup {
                 let j = rng.below(n);
@@ -258,21 +263,19 @@ impl Inner {
             (img, labels)
         } else {
             let (im, norm) = self.load(index)?;
-            let (lb, ratio, (dw, dh)) = letterbox(&im, s, true);
-            let (w, h) = (im.width as f64 * ratio, im.height as f64 * ratio);
-            let px: Vec<BoxLabel> = norm.iter().map(|&(cls, b)| BoxLabel { cls, xyxy: xywhn_to_xyxy(b, w, h, dw, dh) }).collect();
-            random_perspective(&lb, &px, &WarpParams::from(hyp), (0, 0), rng)
+            let lb = letterbox(&im, (s, s), true);
+            let (w, h) = (im.width as f64 * lb.ratio.0, im.height as f64 * lb.ratio.1);
+            let px: Vec<Label> = norm.iter().map(|row| row.to_pixels(w, h, lb.pad.0, lb.pad.1)).collect();
+            random_perspective(&lb.image, &px, &WarpParams::from(hyp), (0, 0), rng)
         };
         let (w, h) = (img.width as f64, img.height as f64);
-        let mut out: ImageLabels = labels.iter().map(|l| (l.cls, xyxy_to_xywhn_clip(l.xyxy, w, h, CLIP_EPS))).collect();
+        let mut out: ImageLabels = labels.iter().map(|l| l.to_normalized_clipped(w, h, CLIP_EPS)).collect();
         augment_hsv(&mut img, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
         if rng.f64() < hyp.flipud {
-            flip_ud(&mut img);
-            out.iter_mut().for_each(|(_, b)| b[1] = 1.0 - b[1]);
+            flip_ud_with_labels(&mut img, &mut out);
         }
         if rng.f64() < hyp.fliplr {
-            flip_lr(&mut img);
-            out.iter_mut().for_each(|(_, b)| b[0] = 1.0 - b[0]);
+            flip_lr_with_labels(&mut img, &mut out);
         }
         if img.width != s || img.height != s {
             return Err(anyhow!("internal: sample is {}x{}, expected {s}x{s}", img.width, img.height));
@@ -282,7 +285,7 @@ impl Inner {
 
     /// Sample at `position` of epoch `epoch` whose first choice is dataset
     /// index `first`; redraws deterministically when images fail to load.
-    fn sample(&self, epoch: u64, position: usize, first: usize) -> Option<(Rgb8, ImageLabels, usize)> {
+    fn sample(&self, epoch: u64, position: usize, first: usize) -> Option<(RgbImage, ImageLabels, usize)> {
         for attempt in 0..MAX_ATTEMPTS {
             let mut rng = Rng::from_parts(&[self.seed, epoch, position as u64, attempt]);
             let index = if attempt == 0 { first } else { rng.below(self.n()) };
@@ -298,12 +301,12 @@ impl Inner {
 /// Decodes an image file to RGB8 (EXIF orientation applied, via
 /// [`crate::data::image_io::decode_rgb8`]); images under 10 px on a side are
 /// rejected like upstream's `verify_image_label`.
-fn decode_rgb(path: &Path) -> Result<Rgb8> {
+fn decode_rgb(path: &Path) -> Result<RgbImage> {
     let img = decode_rgb8(path)?;
     if img.width < 10 || img.height < 10 {
         bail!("image size {}x{} <10 pixels", img.width, img.height);
     }
-    Ok(Rgb8 { width: img.width, height: img.height, data: img.data })
+    Ok(img)
 }
 
 // ---------------------------------------------------------------------------
@@ -407,7 +410,7 @@ impl Shared {
             if k != j {
                 images.copy_within(j * plane..(j + 1) * plane, k * plane);
             }
-            labels.extend(ls.into_iter().map(|(c, b)| (k, c, b)));
+            labels.extend(ls.into_iter().map(|l| (k, l.class, l.xywhn)));
             indices.push(index);
             k += 1;
         }
@@ -541,7 +544,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // 80x40 image, red box at x 20..40, y 10..30
         let p = write_png(dir.path(), "a.png", 80, 40, &[(20, 10, 40, 30, [255, 0, 0])]);
-        let labels = vec![(2usize, [30.0 / 80.0, 20.0 / 40.0, 20.0 / 80.0, 20.0 / 40.0])];
+        let labels = vec![LabelRow { class: 2, xywhn: [30.0 / 80.0, 20.0 / 40.0, 20.0 / 80.0, 20.0 / 40.0] }];
         let mut hyp = Hyp::no_augment();
         hyp.fliplr = 1.0; // always mirror
         let loader = TrainLoader::new(vec![(p, labels)], 64, 1, hyp, 1, 0);
@@ -550,7 +553,7 @@ mod tests {
         // scale 64/80 = 0.8 -> 64x32 image letterboxed with dh = 16;
         // box x 16..32 mirrored -> 32..48, y 8+16..24+16 = 24..40
         assert_eq!(l.len(), 1);
-        let (c, b) = l[0];
+        let LabelRow { class: c, xywhn: b } = l[0];
         assert_eq!(c, 2);
         let want = [40.0 / 64.0, 32.0 / 64.0, 16.0 / 64.0, 16.0 / 64.0];
         for (g, w) in b.iter().zip(want) {
@@ -567,7 +570,7 @@ mod tests {
         let good = write_png(dir.path(), "good.png", 32, 32, &[(4, 4, 20, 20, [0, 255, 0])]);
         let bad = dir.path().join("bad.jpg");
         std::fs::write(&bad, b"not an image").unwrap();
-        let samples = vec![(bad.clone(), vec![]), (good, vec![(0, [0.375, 0.375, 0.5, 0.5])])];
+        let samples = vec![(bad.clone(), vec![]), (good, vec![LabelRow { class: 0, xywhn: [0.375, 0.375, 0.5, 0.5] }])];
         let loader = TrainLoader::new(samples, 32, 2, Hyp::no_augment(), 3, 2);
         for e in 0..3 {
             let batches: Vec<_> = loader.iter(e).collect();

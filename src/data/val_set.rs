@@ -10,10 +10,10 @@ use std::thread::JoinHandle;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use super::image_io::{decode_rgb8, RgbImage};
+use super::image_io::decode_rgb8;
 use super::labels::{label_path_for, read_label_file, Label, LabelRow};
 use super::letterbox::{letterbox, scale_box_to_original};
-use super::resize::{resize, Interpolation};
+use super::resize::load_image_resize;
 
 /// Upstream's IMG_FORMATS; only jpeg/png/bmp/webp decode here, others are reported corrupt.
 const IMG_FORMATS: [&str; 10] = ["bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm"];
@@ -183,14 +183,14 @@ impl ValSet {
         if img.hw() != e.orig_hw {
             bail!("{}: image changed size since the set was loaded", e.path.display());
         }
-        let resized = load_resize(img, self.options.imgsz);
+        let resized = load_image_resize(img, self.options.imgsz, false);
         let lb = letterbox(&resized, canvas, false);
         let ratio = (resized.height as f64 / e.orig_hw.0 as f64, resized.width as f64 / e.orig_hw.1 as f64);
         let geo = Geometry { resized_hw: resized.hw(), lb_ratio: lb.ratio, pad: lb.pad, canvas, gain: ratio.0, orig_hw: e.orig_hw };
-        let labels = e.rows.iter().map(|r| Label { class: r.class, xyxy: geo.round_trip(r.xywhn) }).collect();
+        let labels = e.rows.iter().map(|r| Label { class: r.class, xyxy: geo.round_trip(r) }).collect();
         let segments = e.segments.iter().map(|poly| geo.polygon_to_canvas(poly)).collect();
         let item = ValItem { path: e.path.clone(), orig_hw: e.orig_hw, ratio, pad: lb.pad, labels, segments };
-        Ok((to_chw(&lb.image), item))
+        Ok((lb.image.to_chw(), item))
     }
 }
 
@@ -322,31 +322,6 @@ fn rect_shapes(entries: &[ValEntry], o: &ValSetOptions) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Upstream `load_image`: long side to imgsz, area when shrinking, bilinear when enlarging.
-fn load_resize(img: RgbImage, imgsz: usize) -> RgbImage {
-    let (h0, w0) = (img.height as f64, img.width as f64);
-    let r = imgsz as f64 / h0.max(w0);
-    if r == 1.0 {
-        return img;
-    }
-    // upstream yolov9 `load_image`: cv2.resize(im, (int(w0 * r), int(h0 * r)))
-    let (w, h) = ((w0 * r) as usize, (h0 * r) as usize);
-    let interp = if r > 1.0 { Interpolation::Linear } else { Interpolation::Area };
-    let data = resize(&img.data, (img.width, img.height), 3, (w, h), interp);
-    RgbImage { width: w, height: h, data }
-}
-
-fn to_chw(img: &RgbImage) -> Vec<u8> {
-    let n = img.width * img.height;
-    let mut out = vec![0u8; 3 * n];
-    for (i, px) in img.data.chunks_exact(3).enumerate() {
-        out[i] = px[0];
-        out[n + i] = px[1];
-        out[2 * n + i] = px[2];
-    }
-    out
-}
-
 /// Everything upstream's label round trip depends on.
 struct Geometry {
     resized_hw: (usize, usize),
@@ -358,20 +333,14 @@ struct Geometry {
 }
 
 impl Geometry {
-    /// normalized xywh -> letterboxed xyxy (numpy f32) -> clipped, normalized to
-    /// the canvas -> pixels -> xyxy (torch f32) -> scale_boxes back to the original.
-    fn round_trip(&self, [cx, cy, w, h]: [f32; 4]) -> [f32; 4] {
-        let sw = (self.lb_ratio.0 * self.resized_hw.1 as f64) as f32;
-        let sh = (self.lb_ratio.1 * self.resized_hw.0 as f64) as f32;
-        let (pw, ph) = (self.pad.0 as f32, self.pad.1 as f32);
+    /// normalized xywh -> letterboxed xyxy (numpy f32, `xywhn2xyxy`) -> clipped,
+    /// normalized to the canvas (`xyxy2xywhn(clip=True, eps=1e-3)`) -> pixels -> xyxy
+    /// (torch f32) -> scale_boxes back to the original.
+    fn round_trip(&self, row: &LabelRow) -> [f32; 4] {
+        let (sw, sh) = (self.lb_ratio.0 * self.resized_hw.1 as f64, self.lb_ratio.1 * self.resized_hw.0 as f64);
+        let canvas = row.to_pixels(sw, sh, self.pad.0, self.pad.1);
+        let [ncx, ncy, nw, nh] = canvas.to_normalized_clipped(self.canvas.1 as f64, self.canvas.0 as f64, 1e-3).xywhn;
         let (cw, ch) = (self.canvas.1 as f32, self.canvas.0 as f32);
-        let (xmax, ymax) = ((self.canvas.1 as f64 - 1e-3) as f32, (self.canvas.0 as f64 - 1e-3) as f32);
-        let x0 = (sw * (cx - w / 2.0) + pw).clamp(0.0, xmax);
-        let y0 = (sh * (cy - h / 2.0) + ph).clamp(0.0, ymax);
-        let x1 = (sw * (cx + w / 2.0) + pw).clamp(0.0, xmax);
-        let y1 = (sh * (cy + h / 2.0) + ph).clamp(0.0, ymax);
-        let (ncx, ncy) = ((x0 + x1) / 2.0 / cw, (y0 + y1) / 2.0 / ch);
-        let (nw, nh) = ((x1 - x0) / cw, (y1 - y0) / ch);
         let (pcx, pcy, pw2, ph2) = (ncx * cw, ncy * ch, nw * cw, nh * ch);
         let xyxy = [pcx - pw2 / 2.0, pcy - ph2 / 2.0, pcx + pw2 / 2.0, pcy + ph2 / 2.0];
         scale_box_to_original(xyxy, self.gain, self.pad, self.orig_hw)
@@ -407,19 +376,12 @@ mod tests {
     }
 
     #[test]
-    fn load_resize_truncates_the_short_side_like_upstream_yolov9() {
-        // cv2.resize(im, (int(w0 * r), int(h0 * r))): 332 * 256/498 = 170.67 -> 170, and
-        // 498 * (256/498) = 255.99999999999997 -> 255 in Python's float64 as here.
-        let img = RgbImage { width: 498, height: 332, data: vec![0; 498 * 332 * 3] };
-        assert_eq!(load_resize(img, 256).hw(), (170, 255));
-    }
-
-    #[test]
     fn label_round_trip_matches_numpy_torch_f32() {
         // 508x368 at imgsz 320 -> 320x232, canvas 352x352, pad (16, 60).
         let geo = Geometry { resized_hw: (232, 320), lb_ratio: (1.0, 1.0), pad: (16.0, 60.0), canvas: (352, 352), gain: 232.0 / 368.0, orig_hw: (368, 508) };
         // Reference values from numpy 2.4 / torch 2.11 running upstream's formulas in f32.
-        assert_eq!(geo.round_trip([0.251401, 0.566144, 0.085241, 0.101888]), [105.97409, 189.59358, 149.24126, 227.08835]);
-        assert_eq!(geo.round_trip([0.95, 0.5, 0.1, 0.4]), [456.82758, 110.4, 507.58618, 257.59998]);
+        let row = |xywhn| LabelRow { class: 0, xywhn };
+        assert_eq!(geo.round_trip(&row([0.251401, 0.566144, 0.085241, 0.101888])), [105.97409, 189.59358, 149.24126, 227.08835]);
+        assert_eq!(geo.round_trip(&row([0.95, 0.5, 0.1, 0.4])), [456.82758, 110.4, 507.58618, 257.59998]);
     }
 }

@@ -15,6 +15,8 @@ pub const DUAL: &str = "../shared/fixtures/yolov9-t-dual.pt";
 pub const SEG: &str = "../shared/fixtures/gelan-t-dseg-shapes.pt";
 pub const DATA: &str = "../shared/data/shapes-mini/shapes.yaml";
 pub const DATA_DIR: &str = "../shared/data/shapes-mini";
+/// The shapes-mini training images (32).
+pub const TRAIN_IMAGES: &str = "../shared/data/shapes-mini/images/train";
 pub const SEG_DATA: &str = "../shared/data/shapes-mini-seg/shapes-seg.yaml";
 /// The binary under test.
 pub const EXE: &str = env!("CARGO_BIN_EXE_yolo-qat");
@@ -37,6 +39,11 @@ pub fn venv_python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/yolo-qat"));
     require(home.join("venv/bin/python"))
+}
+
+/// A file of `tests/data` (committed with the repository), required.
+pub fn test_data(name: &str) -> PathBuf {
+    require(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name))
 }
 
 /// The image files of a folder, sorted; panics when there are none.

@@ -8,23 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::regular_file::read_regular;
+pub use crate::rgb_image::RgbImage;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
-
-/// An interleaved RGB image: `height` rows of `width * 3` bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RgbImage {
-    pub width: usize,
-    pub height: usize,
-    pub data: Vec<u8>,
-}
-
-impl RgbImage {
-    /// (height, width), the order upstream's shapes use.
-    pub fn hw(&self) -> (usize, usize) {
-        (self.height, self.width)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: cannot decode image: {reason}")]

@@ -6,18 +6,51 @@ use std::path::{Path, PathBuf};
 
 use crate::regular_file::{read_regular, ReadError};
 
-/// One label row as stored: class and normalized (cx, cy, w, h), in f32 like upstream.
+/// One label as stored in a YOLO label file: class and normalized (cx, cy, w, h), in f32
+/// like upstream. Training and validation both start from these rows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LabelRow {
     pub class: usize,
     pub xywhn: [f32; 4],
 }
 
-/// A ground-truth box in original-image pixels, as val.py compares it.
+/// A box label in pixels: class and corners (x1, y1, x2, y2), f32 like upstream's arrays.
+/// Validation keeps ground truth in original-image pixels (as val.py compares it); the
+/// training augmentations move these boxes through mosaics, warps and flips.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Label {
     pub class: usize,
     pub xyxy: [f32; 4],
+}
+
+impl From<(usize, [f32; 4])> for LabelRow {
+    fn from((class, xywhn): (usize, [f32; 4])) -> Self {
+        LabelRow { class, xywhn }
+    }
+}
+
+impl LabelRow {
+    /// Upstream `xywhn2xyxy(x, w, h, padw, padh)`: to pixel corners of an image `w` x `h`
+    /// placed at offset (`padw`, `padh`). Upstream's scalars are Python floats applied to a
+    /// float32 array, so the arithmetic is f32.
+    pub fn to_pixels(&self, w: f64, h: f64, padw: f64, padh: f64) -> Label {
+        let b = self.xywhn;
+        let (w, h, pw, ph) = (w as f32, h as f32, padw as f32, padh as f32);
+        let xyxy = [w * (b[0] - b[2] / 2.0) + pw, h * (b[1] - b[3] / 2.0) + ph, w * (b[0] + b[2] / 2.0) + pw, h * (b[1] + b[3] / 2.0) + ph];
+        Label { class: self.class, xyxy }
+    }
+}
+
+impl Label {
+    /// Upstream `xyxy2xywhn(x, w, h, clip=True, eps)`: clips the corners to
+    /// `[0, w - eps] x [0, h - eps]`, then normalizes to centre and size (f32).
+    pub fn to_normalized_clipped(&self, w: f64, h: f64, eps: f64) -> LabelRow {
+        let (cw, ch) = ((w - eps) as f32, (h - eps) as f32);
+        let b = self.xyxy;
+        let (x1, y1, x2, y2) = (b[0].clamp(0.0, cw), b[1].clamp(0.0, ch), b[2].clamp(0.0, cw), b[3].clamp(0.0, ch));
+        let (w, h) = (w as f32, h as f32);
+        LabelRow { class: self.class, xywhn: [((x1 + x2) / 2.0) / w, ((y1 + y2) / 2.0) / h, (x2 - x1) / w, (y2 - y1) / h] }
+    }
 }
 
 /// The rows kept from one label file and the warnings it raised.
@@ -217,6 +250,18 @@ mod tests {
         assert!(parse_labels("0 0.5 x 0.1 0.1\n", 6).unwrap_err().contains("float"));
         // exactly 1 is fine
         assert!(parse_labels("0 0.5 1 1 1\n", 6).is_ok());
+    }
+
+    #[test]
+    fn box_conversions() {
+        let b = LabelRow { class: 3, xywhn: [0.5, 0.5, 0.2, 0.4] }.to_pixels(100.0, 50.0, 3.0, 4.0);
+        assert_eq!(b.class, 3);
+        for (g, w) in b.xyxy.iter().zip([43.0, 19.0, 63.0, 39.0]) {
+            assert!((g - w).abs() < 1e-4, "{b:?}");
+        }
+        let n = Label { class: 1, xyxy: [-5.0, 10.0, 50.0, 60.0] }.to_normalized_clipped(100.0, 50.0, 1e-3).xywhn;
+        assert!((n[0] - 0.25).abs() < 1e-6 && (n[2] - 0.5).abs() < 1e-6);
+        assert!((n[3] - (50.0 - 1e-3 - 10.0) / 50.0).abs() < 1e-5);
     }
 
     #[test]
