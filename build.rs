@@ -6,8 +6,8 @@
 //   rpath to libtorch's lib lets the binary run here without LD_LIBRARY_PATH.
 // * `train_fake_quant.cpp` (QAT's activation fake-quant autograd op) needs only torch's
 //   headers: built for CPU and CUDA alike (cfg `yq_train_fake_quant`).
-// * With the CUDA runtime headers at hand (the wheel's nvidia packages), the CUDA graph
-//   and allocator-statistics shims (cfg `yq_cuda_graph`; YOLO_QAT_NO_CUDA_GRAPH=1 skips
+// * With the CUDA runtime headers at hand (the wheel's nvidia packages), the CUDA graph,
+//   allocator-statistics and kernel-profile shims (cfg `yq_cuda_graph`; YOLO_QAT_NO_CUDA_GRAPH=1 skips
 //   them and QAT launches its kernels one by one).
 // * With nvcc too (`scripts/setup.sh` installs it from PyPI), the fused kernels of
 //   `*.cu` for sm_80/86/89/90 plus PTX for newer cards (cfg `yq_fused_kernels`;
@@ -42,12 +42,12 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     let Some(cuda) = cuda_include(&torch).filter(|_| std::env::var_os("YOLO_QAT_NO_CUDA_GRAPH").is_none()) else { return };
     let nvcc = nvcc(&torch).filter(|_| std::env::var_os("YOLO_QAT_NO_KERNELS").is_none());
-    let mut files = vec!["cuda_graph.cpp", "allocator_stats.cpp", "cudart_forward.cpp"];
+    let mut files = vec!["cuda_graph.cpp", "allocator_stats.cpp", "kernel_profile.cpp", "cudart_forward.cpp"];
     let mut defines = vec![];
     let mut objects = vec![];
     if let Some(nvcc) = &nvcc {
-        objects = kernels(nvcc, &cuda, &["silu_fake_quant.cu"]);
-        files.push("silu_fake_quant.cpp");
+        objects = kernels(nvcc, &cuda, &["silu_fake_quant.cu", "avg_pool_2x2.cu"]);
+        files.extend(["silu_fake_quant.cpp", "avg_pool_2x2.cpp"]);
         defines.push("YQ_KERNELS");
         println!("cargo:rustc-cfg=yq_fused_kernels");
     }

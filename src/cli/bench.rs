@@ -57,6 +57,10 @@ pub struct Args {
     /// Run SiLU and its fake-quant as two ops even where the fused CUDA kernel exists.
     #[arg(long)]
     unfused: bool,
+    /// After timing, profile this many QAT steps: share of GPU time per kernel family
+    /// and the costliest kernels (0 = off).
+    #[arg(long, default_value_t = 0)]
+    profile: usize,
 }
 
 fn sync(d: Device) {
@@ -84,7 +88,7 @@ pub fn run(a: Args) -> Result<()> {
     m.to(device, Kind::Float);
     let fwd_gflops = gflops(&m.graph, a.imgsz as i64);
     let x = Tensor::rand([a.batch_size as i64, 3, a.imgsz as i64, a.imgsz as i64], (Kind::Float, device));
-    crate::quant::fused_activation::set_enabled(!a.unfused);
+    crate::cuda::kernels::set_enabled(!a.unfused);
     let mem = PeakMemory::start();
     crate::cuda::memory::reset_allocator_peak(device);
     let report = match a.what.as_str() {
@@ -99,7 +103,7 @@ pub fn run(a: Args) -> Result<()> {
     report["allocator_peak_gib"] = serde_json::json!(peak.map(|p| p.allocated_gib()));
     report["allocator_reserved_peak_gib"] = serde_json::json!(peak.map(|p| p.reserved_gib()));
     report["device_used_peak_gib"] = serde_json::json!(mem.as_ref().map(|p| p.peak_gib()));
-    report["fused_kernels"] = serde_json::json!(crate::quant::fused_activation::available() && !a.unfused);
+    report["fused_kernels"] = serde_json::json!(crate::cuda::kernels::available() && !a.unfused);
     report["forward_gflops_per_image"] = serde_json::json!(fwd_gflops);
     report["imgsz"] = serde_json::json!(a.imgsz);
     report["batch_size"] = serde_json::json!(a.batch_size);
@@ -164,7 +168,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         let _ = qat.step(m, x, 1e-6);
     }
     sync(device);
-    let fused_ops = crate::quant::fused_activation::applied();
+    let fused_ops = crate::cuda::kernels::applied();
     // The steady state's own peak (calibration and cuDNN's algorithm search excluded).
     crate::cuda::memory::reset_allocator_peak(device);
     let t = Instant::now();
@@ -182,6 +186,11 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         "fused_ops_before_timing": fused_ops,
         "step_allocator_peak_gib": step_peak.map(|p| p.allocated_gib()),
     });
+    if a.profile > 0 {
+        out["profile"] = profile_steps(a.profile, || {
+            let _ = qat.step(m, x, 1e-6);
+        })?;
+    }
     if let Some(l) = loader {
         let t = Instant::now();
         let mut n = 0;
@@ -196,4 +205,36 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         out["gpu_share"] = serde_json::json!(loader_ips / ips);
     }
     Ok(out)
+}
+
+/// GPU time per kernel family over `steps` runs of `step`, and the 12 costliest kernels
+/// (ms per step).
+fn profile_steps(steps: usize, mut step: impl FnMut()) -> Result<serde_json::Value> {
+    use crate::cuda::kernel_profile::{family, profile};
+    use std::collections::BTreeMap;
+    let kernels = profile(|| {
+        for _ in 0..steps {
+            step();
+        }
+        if tch::Cuda::is_available() {
+            tch::Cuda::synchronize(0);
+        }
+    })?;
+    let total: u64 = kernels.iter().map(|k| k.ns).sum();
+    let mut families: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, u64> = BTreeMap::new();
+    for k in &kernels {
+        *families.entry(family(&k.name)).or_default() += k.ns;
+        *by_name.entry(&k.name).or_default() += k.ns;
+    }
+    let mut top: Vec<(&str, u64)> = by_name.into_iter().collect();
+    top.sort_by_key(|&(_, ns)| std::cmp::Reverse(ns));
+    let per_step_ms = |ns: u64| ns as f64 / 1e6 / steps as f64;
+    Ok(serde_json::json!({
+        "steps": steps,
+        "kernels_per_step": kernels.len() as f64 / steps as f64,
+        "gpu_ms_per_step": per_step_ms(total),
+        "share": families.iter().map(|(f, &ns)| (f.to_string(), serde_json::json!(ns as f64 / total.max(1) as f64))).collect::<serde_json::Map<_, _>>(),
+        "top_kernels_ms_per_step": top.iter().take(12).map(|&(n, ns)| serde_json::json!([n.chars().take(120).collect::<String>(), per_step_ms(ns)])).collect::<Vec<_>>(),
+    }))
 }

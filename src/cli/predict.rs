@@ -1,13 +1,13 @@
 //! `yolo-qat predict`: detections drawn on images (detect.py), one picture per input
 //! under the same file name; `--compare W2` puts a second model's beside the first's.
 
-use crate::export::onnx_eval::onnx_infer;
 use super::parse_device;
 use crate::data::image_io::{decode_rgb8, RgbImage};
 use crate::detector::load;
 use crate::detector::Detector;
 use crate::eval::predict::{detect, detect_nms, input_shape};
 use crate::eval::validate::{prepare, Infer};
+use crate::export::onnx_eval::onnx_infer;
 use crate::export::parse_names_dict;
 use crate::plots::canvas::save;
 use crate::plots::predictions::{draw_detections, side_by_side};

@@ -321,7 +321,7 @@ fn qat_epochs(a: &Args, run: &mut Run, model: &mut Detector, teacher: Option<Gra
         restore_optimizer(&mut qat, &state_path, e)?;
     }
     let s = run.settings;
-    crate::quant::fused_activation::set_enabled(!a.no_fused_kernels);
+    crate::cuda::kernels::set_enabled(!a.no_fused_kernels);
     let want_graph = run.device.is_cuda() && !a.no_cuda_graph && crate::cuda::graph::CudaGraph::available();
     // The schedule runs over this call's epochs (a resumed run continues the original's).
     let (first, total) = match resumed {

@@ -2,4 +2,6 @@
 //! CUDA graph capture/replay (for the QAT step).
 
 pub mod graph;
+pub mod kernel_profile;
+pub mod kernels;
 pub mod memory;

@@ -161,7 +161,14 @@ impl Graph {
 
 /// Value `v` as a reader with this slot sees it: quantized once per quantizer when the
 /// hook allows sharing, else quantized for this reader alone.
-fn read(hook: &mut dyn QuantHook, slot: Option<QuantSlot>, v: ValueId, vals: &[Option<Tensor>], quantized: &mut [Option<(QuantId, Tensor)>], share: bool) -> Tensor {
+fn read(
+    hook: &mut dyn QuantHook,
+    slot: Option<QuantSlot>,
+    v: ValueId,
+    vals: &[Option<Tensor>],
+    quantized: &mut [Option<(QuantId, Tensor)>],
+    share: bool,
+) -> Tensor {
     let x = vals[v].as_ref().expect("graph is not in execution order");
     let Some(s) = slot.filter(|s| s.enabled && share) else { return apply(hook, slot, x) };
     if let Some((q, y)) = &quantized[v] {
@@ -187,6 +194,10 @@ fn eval_node(node: &Node, xs: &[Tensor], hook: &mut dyn QuantHook) -> Vec<Tensor
     let y = match &node.op {
         Op::Conv(c) => conv(c, &xs[0], node.quant.weight, hook),
         Op::MaxPool { kernel: k, stride: s, padding: p } => xs[0].max_pool2d([*k, *k], [*s, *s], [*p, *p], [1, 1], false),
+        // ADown's pool through our kernel where it applies (bit-identical, much faster).
+        Op::AvgPool { kernel: 2, stride: 1, padding: 0 } => {
+            crate::cuda::kernels::avg_pool_2x2(&xs[0]).unwrap_or_else(|| xs[0].avg_pool2d([2, 2], [1, 1], [0, 0], false, true, None))
+        }
         Op::AvgPool { kernel: k, stride: s, padding: p } => xs[0].avg_pool2d([*k, *k], [*s, *s], [*p, *p], false, true, None),
         Op::Upsample { scale } => {
             let (h, w) = (xs[0].size()[2], xs[0].size()[3]);

@@ -7,7 +7,6 @@ pub mod calibrate;
 pub mod ema;
 pub mod fake_quant;
 pub mod fp_fallback;
-pub mod fused_activation;
 pub mod histogram;
 pub mod learned_amax;
 pub mod objective;

@@ -15,10 +15,10 @@ use super::quantizer::QuantTable;
 use super::task_loss::TaskLoss;
 use super::QuantModel;
 use crate::cuda::graph::CudaGraph;
-use super::fused_activation::silu_fake_quant;
+use crate::cuda::kernels::silu_fake_quant;
 use crate::model::forward::{NoQuant, QuantHook};
-use crate::model::Activation;
 use crate::model::graph::{channels_last, Graph, QuantId, ValueId};
+use crate::model::Activation;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 

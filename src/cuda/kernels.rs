@@ -1,0 +1,121 @@
+//! Our CUDA kernels (`src/native/*.cu`, compiled by build.rs when nvcc is there), each an
+//! autograd op with the arithmetic of the ATen ops it replaces (tests/gpu_kernels.rs, run
+//! by scripts/gpu_kernel_check.sh on a GPU, compares values and gradients):
+//! * [`silu_fake_quant`]: SiLU and the INT8 fake-quant that follows it, one pass forward
+//!   and one backward instead of four; SiLU's output is not kept for the backward.
+//!   Bit-identical values and gradients (fp16 and fp32).
+//! * [`avg_pool_2x2`]: ADown's 2x2 / stride-1 average pooling, where ATen's generic
+//!   kernels run far below memory bandwidth. Identical values; identical fp32 gradients,
+//!   fp16 gradients identical but for about 1 in 2 million one half-precision step away.
+//!
+//! Without the kernels, off CUDA, or for other dtypes and layouts, callers get `None`
+//! and run the ATen ops.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tch::{Kind, Tensor};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+static APPLIED: AtomicU64 = AtomicU64::new(0);
+
+/// Turns our kernels off (`--no-fused-kernels`, `bench qat --unfused`) for comparisons.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether this binary has the kernels.
+pub fn available() -> bool {
+    cfg!(yq_fused_kernels)
+}
+
+/// `fake_quant(silu(z), amax)` with the straight-through gradient, or `None` where the
+/// fused kernel does not apply (no kernels, CPU tensor, not fp16/fp32, turned off).
+pub fn silu_fake_quant(z: &Tensor, amax: f64) -> Option<Tensor> {
+    if !available() || !ENABLED.load(Ordering::Relaxed) || !z.device().is_cuda() || !matches!(z.kind(), Kind::Half | Kind::Float) {
+        return None;
+    }
+    let y = imp::apply(z, amax);
+    if y.is_some() {
+        APPLIED.fetch_add(1, Ordering::Relaxed);
+    }
+    y
+}
+
+/// How many times the fused op ran (or was recorded into a CUDA graph) in this process.
+pub fn applied() -> u64 {
+    APPLIED.load(Ordering::Relaxed)
+}
+
+/// ADown's `avg_pool2d(x, 2, 1, 0)` (count_include_pad) for a contiguous NCHW fp16/fp32
+/// CUDA tensor of at least 2x2; `None` elsewhere.
+pub fn avg_pool_2x2(x: &Tensor) -> Option<Tensor> {
+    let s = x.size();
+    if !available() || !ENABLED.load(Ordering::Relaxed) || !x.device().is_cuda() || !matches!(x.kind(), Kind::Half | Kind::Float) {
+        return None;
+    }
+    if s.len() != 4 || s[2] < 2 || s[3] < 2 || !x.is_contiguous() {
+        return None;
+    }
+    imp::pool(x)
+}
+
+#[cfg(yq_fused_kernels)]
+mod imp {
+    use std::ffi::{c_char, c_void};
+    use tch::Tensor;
+
+    extern "C" {
+        fn yq_silu_fake_quant(x: *mut c_void, amax: f64, err: *mut *mut c_char) -> *mut c_void;
+        fn yq_avg_pool_2x2(x: *mut c_void, err: *mut *mut c_char) -> *mut c_void;
+    }
+
+    /// Takes the op's new at::Tensor*, or panics with its message, as tch's own ops do
+    /// on a libtorch error (QAT catches it at capture).
+    fn take(y: *mut c_void, err: *mut c_char, what: &str) -> Tensor {
+        if y.is_null() {
+            // SAFETY: the shim strdup'ed the message; it is taken once, here.
+            let msg = unsafe { crate::util::take_c_message(err) }.unwrap_or_default();
+            panic!("{what}: {msg}");
+        }
+        // SAFETY: a live at::Tensor* that nobody else owns.
+        unsafe { Tensor::from_ptr(y.cast()) }
+    }
+
+    pub fn apply(z: &Tensor, amax: f64) -> Option<Tensor> {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: `z` is a live tch tensor (an at::Tensor*); the shim catches C++ exceptions.
+        let y = unsafe { yq_silu_fake_quant(z.as_ptr() as *mut c_void, amax, &mut err) };
+        Some(take(y, err, "silu fake-quant op"))
+    }
+
+    pub fn pool(x: &Tensor) -> Option<Tensor> {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: as above.
+        let y = unsafe { yq_avg_pool_2x2(x.as_ptr() as *mut c_void, &mut err) };
+        Some(take(y, err, "avg pool 2x2 op"))
+    }
+}
+
+#[cfg(not(yq_fused_kernels))]
+mod imp {
+    use tch::Tensor;
+
+    pub fn apply(_: &Tensor, _: f64) -> Option<Tensor> {
+        None
+    }
+
+    pub fn pool(_: &Tensor) -> Option<Tensor> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_tensors_take_the_unfused_path() {
+        let z = Tensor::from_slice(&[0.5f32, -1.0, 3.0]);
+        assert!(silu_fake_quant(&z, 1.0).is_none());
+        assert!(avg_pool_2x2(&Tensor::zeros([1, 1, 4, 4], (Kind::Float, tch::Device::Cpu))).is_none());
+    }
+}
