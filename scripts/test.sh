@@ -9,4 +9,4 @@ cd "$here"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
-cargo test --release --locked --workspace "$@"
+cargo test --release --locked --workspace --no-fail-fast "$@"

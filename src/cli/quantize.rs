@@ -24,6 +24,7 @@ use crate::quant::recipe::QatSettings;
 use crate::quant::sensitivity::analyze;
 use crate::quant::state::set_layer_enabled;
 use crate::quant::train::{images_to_tensor, Batch, Trainer};
+use crate::quant::train_state;
 use crate::quant::tying::TieScope;
 use crate::quant::CalibMethod;
 use crate::util::RunLock;
@@ -34,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 /// `model.7` / `7` → 7.
 pub fn parse_layers(list: &[String], n: usize) -> Result<Vec<usize>> {
@@ -316,7 +317,7 @@ fn new_qat(a: &Args, run: &Run, model: &mut Detector, teacher: Option<Graph>) ->
 /// the finished epoch whose optimizer state to restore. Returns the best AP of these epochs.
 fn qat_epochs(a: &Args, run: &mut Run, model: &mut Detector, teacher: Option<Graph>, epochs: usize, resumed: Option<usize>) -> Result<f64> {
     let mut qat = new_qat(a, run, model, teacher);
-    let state_path = run.dir.join("weights").join(OPTIMIZER_STATE);
+    let state_path = run.dir.join("weights").join(train_state::FILE_NAME);
     if let Some(e) = resumed {
         restore_optimizer(&mut qat, &state_path, e)?;
     }
@@ -346,7 +347,7 @@ fn qat_epochs(a: &Args, run: &mut Run, model: &mut Detector, teacher: Option<Gra
         qat.bind_for_eval(model);
         let ap = finish_epoch(run, model, epoch, &stats)?;
         qat.bind_master(model);
-        save_optimizer_state(&state_path, epoch, &qat)?;
+        train_state::save(&state_path, epoch, &qat)?;
         best = best.max(ap);
         run.next_epoch += 1;
     }
@@ -460,31 +461,11 @@ fn fallback(a: &Args, run: &mut Run, fp_graph: Option<Graph>, drop: f64) -> Resu
     run.write_report(serde_json::json!({ "accuracy_target": report }))
 }
 
-/// Master weights, Adam's moments, the loss scale, learned ranges and the weight average
-/// after the last finished epoch, for `--resume`.
-const OPTIMIZER_STATE: &str = "last_optimizer.safetensors";
-
-fn save_optimizer_state(path: &Path, epoch: usize, qat: &Qat) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = qat.optimizer_state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
-    tensors.push(("epoch".into(), Tensor::from(epoch as i64)));
-    tensors.push(("ema.updates".into(), Tensor::from(qat.ema_updates().unwrap_or(0) as i64)));
-    crate::util::write_safetensors_atomic(path, &tensors)
-}
-
 fn restore_optimizer(qat: &mut Qat, path: &Path, epoch: usize) -> Result<()> {
-    let Some(saved) = load_optimizer_state(path, epoch) else {
+    if train_state::restore(qat, path, epoch)? {
+        println!("optimizer state of epoch {epoch} restored from {}", path.display());
+    } else {
         println!("no optimizer state of epoch {epoch} in {}: Adam starts afresh", path.display());
-        return Ok(());
-    };
-    let updates = saved.iter().find(|(n, _)| n == "ema.updates").map_or(0, |(_, t)| t.int64_value(&[]) as u64);
-    qat.load_optimizer_state(&saved, updates).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    println!("optimizer state of epoch {epoch} restored from {}", path.display());
+    }
     Ok(())
-}
-
-/// The saved state if it belongs to `epoch`.
-fn load_optimizer_state(path: &Path, epoch: usize) -> Option<Vec<(String, Tensor)>> {
-    let tensors = Tensor::read_safetensors(path).ok()?;
-    let saved_epoch = tensors.iter().find(|(n, _)| n == "epoch")?.1.int64_value(&[]);
-    (saved_epoch == epoch as i64).then_some(tensors)
 }

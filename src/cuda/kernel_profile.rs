@@ -16,10 +16,11 @@ pub fn family(name: &str) -> &'static str {
     let any = |keys: &[&str]| keys.iter().any(|k| n.contains(k));
     if any(&["silu_fq", "fake_quant", "fakequant", "hardtanh"]) {
         "fake-quant"
+    } else if any(&["nchwtonhwc", "nhwctonchw", "transpose", "copy", "cat_", "catarray"]) {
+        // Before conv: cuDNN's own layout transposes carry its name.
+        "copy/layout"
     } else if any(&["conv", "cudnn", "gemm", "xmma", "cutlass", "implicit", "winograd", "fprop", "dgrad", "wgrad", "sm80_", "sm90_", "cijk"]) {
         "conv"
-    } else if any(&["nchwtonhwc", "nhwctonchw", "transpose", "copy", "cat_", "catarray"]) {
-        "copy/layout"
     } else if any(&["reduce", "norm", "softmax", "sum", "mean", "amax"]) {
         "reduction"
     } else if any(&["elementwise", "vectorized", "unrolled", "pointwise", "silu", "sigmoid", "add", "mul"]) {

@@ -21,7 +21,7 @@
 use super::onnx_builder::{attr_i, dtype_name, ir_version_for_opset, tensor_values};
 use anyhow::{anyhow, bail, Result};
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
+use onnx_protobuf::{GraphProto, Message, ModelProto, NodeProto, TensorProto};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
@@ -370,6 +370,23 @@ fn same_values(a: &[f64], b: &[f64]) -> bool {
 pub fn check_model(model: &ModelProto) -> Result<CheckReport> {
     let graph = model.graph.as_ref().ok_or_else(|| anyhow!("the model has no graph"))?;
     let mut rep = CheckReport { ir_version: model.ir_version, ..Default::default() };
+    check_versions(model, &mut rep)?;
+    rep.nodes = graph.node.len();
+    rep.initializers = graph.initializer.len();
+    rep.inputs = graph.input.iter().filter(|i| !graph.initializer.iter().any(|t| t.name == i.name)).map(describe_value).collect();
+    rep.outputs = graph.output.iter().map(describe_value).collect();
+    let ix = Index::new(graph);
+    check_ops(graph, &mut rep)?;
+    let qp = check_qdq(graph, &ix, &mut rep)?;
+    for n in graph.node.iter().filter(|n| n.op_type == "Conv") {
+        check_conv(n, &ix, &qp, &mut rep)?;
+    }
+    note_unused_initializers(graph, &mut rep);
+    Ok(rep)
+}
+
+/// The default-domain opset, other domains, and the IR version the opset needs.
+fn check_versions(model: &ModelProto, rep: &mut CheckReport) -> Result<()> {
     let mut opset = None;
     for o in &model.opset_import {
         if o.domain.is_empty() || o.domain == "ai.onnx" {
@@ -385,34 +402,45 @@ pub fn check_model(model: &ModelProto) -> Result<CheckReport> {
     if rep.opset > MAX_OPSET {
         rep.notes.push(format!("opset {} is newer than {MAX_OPSET}, the newest this check knows TensorRT to take", rep.opset));
     }
-    rep.nodes = graph.node.len();
-    rep.initializers = graph.initializer.len();
-    rep.inputs = graph.input.iter().filter(|i| !graph.initializer.iter().any(|t| t.name == i.name)).map(describe_value).collect();
-    rep.outputs = graph.output.iter().map(describe_value).collect();
+    Ok(())
+}
 
-    let mut consts = Consts { map: graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect() };
-    for n in &graph.node {
-        if n.op_type == "Constant" && (n.domain.is_empty() || n.domain == "ai.onnx") {
-            if let (Some(out), Some(a)) = (n.output.first(), n.attribute.iter().find(|a| a.name == "value")) {
-                if let Some(t) = a.t.as_ref() {
-                    consts.map.insert(out.as_str(), t);
-                }
+/// Who produces and who reads each value, and the constants.
+struct Index<'a> {
+    consts: Consts<'a>,
+    producer: HashMap<&'a str, &'a NodeProto>,
+    readers: HashMap<&'a str, Vec<&'a NodeProto>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(graph: &'a GraphProto) -> Index<'a> {
+        let mut consts = Consts { map: graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect() };
+        for n in graph.node.iter().filter(|n| n.op_type == "Constant" && (n.domain.is_empty() || n.domain == "ai.onnx")) {
+            if let (Some(out), Some(t)) = (n.output.first(), n.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref())) {
+                consts.map.insert(out.as_str(), t);
             }
         }
-    }
-    let producer: HashMap<&str, &NodeProto> = graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
-    let mut readers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
-    for n in &graph.node {
-        for i in n.input.iter().filter(|s| !s.is_empty()) {
-            readers.entry(i.as_str()).or_default().push(n);
+        let producer = graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+        let mut readers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
+        for n in &graph.node {
+            for i in n.input.iter().filter(|s| !s.is_empty()) {
+                readers.entry(i.as_str()).or_default().push(n);
+            }
         }
+        Index { consts, producer, readers }
     }
 
-    // Ops.
+    /// The DequantizeLinear producing `name`, if that is what produces it.
+    fn dq_of(&self, name: &str) -> Option<&'a NodeProto> {
+        self.producer.get(name).copied().filter(|p| p.op_type == "DequantizeLinear")
+    }
+}
+
+/// Every op is one TensorRT's ONNX parser takes, or a known plugin.
+fn check_ops(graph: &GraphProto, rep: &mut CheckReport) -> Result<()> {
     for n in &graph.node {
         *rep.op_counts.entry(n.op_type.clone()).or_default() += 1;
-        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-        if default_domain {
+        if n.domain.is_empty() || n.domain == "ai.onnx" {
             if !TRT_ONNX_OPS.contains(&n.op_type.as_str()) {
                 bail!("op {} (node `{}`) is not supported by TensorRT's ONNX parser", n.op_type, n.name);
             }
@@ -422,119 +450,127 @@ pub fn check_model(model: &ModelProto) -> Result<CheckReport> {
             bail!("op {}::{} (node `{}`) is neither a standard op nor a known TensorRT plugin", n.domain, n.op_type, n.name);
         }
     }
+    Ok(())
+}
 
-    // Q/DQ nodes.
+/// Q/DQ nodes: valid parameters, Q → DQ pairs with equal scales, per-tensor activations,
+/// DQs reading a Q or a constant. Returns each node's parameters by output name.
+fn check_qdq<'a>(graph: &'a GraphProto, ix: &Index<'a>, rep: &mut CheckReport) -> Result<HashMap<&'a str, QParams>> {
     let mut qp: HashMap<&str, QParams> = HashMap::new();
     for n in graph.node.iter().filter(|n| n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") {
-        let p = qparams(n, &consts, rep.opset)?;
-        if p.per_axis {
-            rep.per_axis_qdq += 1;
-        } else {
-            rep.per_tensor_qdq += 1;
-        }
-        if n.op_type == "QuantizeLinear" {
-            rep.quantize_nodes += 1;
-        } else {
-            rep.dequantize_nodes += 1;
-        }
+        let p = qparams(n, &ix.consts, rep.opset)?;
+        *(if p.per_axis { &mut rep.per_axis_qdq } else { &mut rep.per_tensor_qdq }) += 1;
+        *(if n.op_type == "QuantizeLinear" { &mut rep.quantize_nodes } else { &mut rep.dequantize_nodes }) += 1;
         qp.insert(out_key(n), p);
     }
     rep.quantized = rep.quantize_nodes + rep.dequantize_nodes > 0;
     for n in graph.node.iter().filter(|n| n.op_type == "QuantizeLinear") {
-        let p = &qp[out_key(n)];
-        let out = n.output.first().map(String::as_str).unwrap_or("");
-        let rs = readers.get(out).map(Vec::as_slice).unwrap_or(&[]);
-        if rs.is_empty() && !graph.output.iter().any(|o| o.name == out) {
-            bail!("QuantizeLinear `{}` has no reader", n.name);
-        }
-        for r in rs {
-            if r.op_type != "DequantizeLinear" {
-                bail!("QuantizeLinear `{}` feeds {} `{}` (TensorRT needs Q → DQ pairs)", n.name, r.op_type, r.name);
-            }
-            let rp = &qp[out_key(r)];
-            if !same_values(&p.scale, &rp.scale) || p.per_axis != rp.per_axis || (p.per_axis && p.axis != rp.axis) {
-                bail!("QuantizeLinear `{}` and DequantizeLinear `{}` have different scales or axes", n.name, r.name);
-            }
-        }
-        let input = n.input.first().map(String::as_str).unwrap_or("");
-        if p.per_axis && consts.get(input).is_none() {
-            bail!("QuantizeLinear `{}` quantizes activation `{input}` per axis (TensorRT needs per-tensor activation scales)", n.name);
-        }
+        check_quantize(n, graph, ix, &qp)?;
     }
     for n in graph.node.iter().filter(|n| n.op_type == "DequantizeLinear") {
         let input = n.input.first().map(String::as_str).unwrap_or("");
-        let from_q = producer.get(input).is_some_and(|p| p.op_type == "QuantizeLinear");
-        if !from_q && consts.get(input).is_none() {
+        let from_q = ix.producer.get(input).is_some_and(|p| p.op_type == "QuantizeLinear");
+        if !from_q && ix.consts.get(input).is_none() {
             bail!("DequantizeLinear `{}` reads `{input}`, neither a QuantizeLinear output nor a constant", n.name);
         }
     }
+    Ok(qp)
+}
 
-    // Convs.
-    let dq_of = |name: &str| producer.get(name).copied().filter(|p| p.op_type == "DequantizeLinear");
-    for n in graph.node.iter().filter(|n| n.op_type == "Conv") {
-        rep.convs += 1;
-        let x = n.input.first().map(String::as_str).unwrap_or("");
-        let w = n.input.get(1).map(String::as_str).unwrap_or("");
-        if let Some(b) = n.input.get(2).filter(|s| !s.is_empty()) {
-            if let Some(d) = dq_of(b) {
-                bail!("Conv `{}` reads its bias through DequantizeLinear `{}` (biases must not be quantized)", n.name, d.name);
-            }
-            if producer.get(b.as_str()).is_some_and(|p| p.op_type == "QuantizeLinear") {
-                bail!("Conv `{}` reads its bias through a QuantizeLinear (biases must not be quantized)", n.name);
-            }
+/// A QuantizeLinear feeds only DequantizeLinears of the same scale and axis, and
+/// quantizes activations per tensor.
+fn check_quantize(n: &NodeProto, graph: &GraphProto, ix: &Index, qp: &HashMap<&str, QParams>) -> Result<()> {
+    let p = &qp[out_key(n)];
+    let out = n.output.first().map(String::as_str).unwrap_or("");
+    let rs = ix.readers.get(out).map(Vec::as_slice).unwrap_or(&[]);
+    if rs.is_empty() && !graph.output.iter().any(|o| o.name == out) {
+        bail!("QuantizeLinear `{}` has no reader", n.name);
+    }
+    for r in rs {
+        if r.op_type != "DequantizeLinear" {
+            bail!("QuantizeLinear `{}` feeds {} `{}` (TensorRT needs Q → DQ pairs)", n.name, r.op_type, r.name);
         }
-        let x_dq = dq_of(x);
-        if let Some(d) = x_dq {
-            if qp[out_key(d)].per_axis {
-                bail!("Conv `{}` reads its activation through per-axis DequantizeLinear `{}` (activations must be per tensor)", n.name, d.name);
-            }
-        }
-        let w_dq = dq_of(w);
-        if let Some(d) = w_dq {
-            let p = &qp[out_key(d)];
-            // The weight tensor behind the DQ (through its QuantizeLinear, or an int8 constant).
-            let src = d.input.first().map(String::as_str).unwrap_or("");
-            let src = match producer.get(src) {
-                Some(q) if q.op_type == "QuantizeLinear" => q.input.first().map(String::as_str).unwrap_or(""),
-                _ => src,
-            };
-            let out_channels = consts.get(src).and_then(|t| t.dims.first().copied());
-            if let Some(oc) = out_channels {
-                if p.per_axis {
-                    if p.axis != 0 {
-                        bail!("Conv `{}`: weight scale has axis {} (TensorRT needs axis 0, per output channel)", n.name, p.axis);
-                    }
-                    if p.scale.len() as i64 != oc {
-                        bail!("Conv `{}`: weight scale has {} values for {oc} output channels", n.name, p.scale.len());
-                    }
-                } else if oc > 1 {
-                    rep.notes.push(format!("Conv `{}`: weight quantized per tensor, not per output channel", n.name));
-                }
-            } else {
-                rep.notes.push(format!("Conv `{}`: quantized weight is not a constant", n.name));
-            }
-        }
-        match (x_dq.is_some(), w_dq.is_some()) {
-            (true, true) => rep.int8_convs += 1,
-            (xq, wq) if rep.quantized => {
-                let why = match (xq, wq) {
-                    (false, false) => "neither activation nor weight quantized",
-                    (false, true) => "activation not quantized",
-                    _ => "weight not quantized",
-                };
-                rep.fp_convs.push(format!("{} ({why})", n.name));
-            }
-            _ => {}
+        let rp = &qp[out_key(r)];
+        if !same_values(&p.scale, &rp.scale) || p.per_axis != rp.per_axis || (p.per_axis && p.axis != rp.axis) {
+            bail!("QuantizeLinear `{}` and DequantizeLinear `{}` have different scales or axes", n.name, r.name);
         }
     }
+    let input = n.input.first().map(String::as_str).unwrap_or("");
+    if p.per_axis && ix.consts.get(input).is_none() {
+        bail!("QuantizeLinear `{}` quantizes activation `{input}` per axis (TensorRT needs per-tensor activation scales)", n.name);
+    }
+    Ok(())
+}
 
-    // Unused initializers (not errors).
+/// One conv: an unquantized bias, a per-tensor activation, a per-output-channel weight;
+/// counted INT8 when both operands come through DequantizeLinear.
+fn check_conv(n: &NodeProto, ix: &Index, qp: &HashMap<&str, QParams>, rep: &mut CheckReport) -> Result<()> {
+    rep.convs += 1;
+    let x = n.input.first().map(String::as_str).unwrap_or("");
+    let w = n.input.get(1).map(String::as_str).unwrap_or("");
+    if let Some(b) = n.input.get(2).filter(|s| !s.is_empty()) {
+        if let Some(d) = ix.dq_of(b) {
+            bail!("Conv `{}` reads its bias through DequantizeLinear `{}` (biases must not be quantized)", n.name, d.name);
+        }
+        if ix.producer.get(b.as_str()).is_some_and(|p| p.op_type == "QuantizeLinear") {
+            bail!("Conv `{}` reads its bias through a QuantizeLinear (biases must not be quantized)", n.name);
+        }
+    }
+    let x_dq = ix.dq_of(x);
+    if let Some(d) = x_dq.filter(|d| qp[out_key(d)].per_axis) {
+        bail!("Conv `{}` reads its activation through per-axis DequantizeLinear `{}` (activations must be per tensor)", n.name, d.name);
+    }
+    let w_dq = ix.dq_of(w);
+    if let Some(d) = w_dq {
+        check_conv_weight(n, d, ix, &qp[out_key(d)], rep)?;
+    }
+    match (x_dq.is_some(), w_dq.is_some()) {
+        (true, true) => rep.int8_convs += 1,
+        (xq, wq) if rep.quantized => {
+            let why = match (xq, wq) {
+                (false, false) => "neither activation nor weight quantized",
+                (false, true) => "activation not quantized",
+                _ => "weight not quantized",
+            };
+            rep.fp_convs.push(format!("{} ({why})", n.name));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A conv's weight DequantizeLinear `d`: per output channel (axis 0, one scale each).
+fn check_conv_weight(n: &NodeProto, d: &NodeProto, ix: &Index, p: &QParams, rep: &mut CheckReport) -> Result<()> {
+    // The weight tensor behind the DQ (through its QuantizeLinear, or an int8 constant).
+    let src = d.input.first().map(String::as_str).unwrap_or("");
+    let src = match ix.producer.get(src) {
+        Some(q) if q.op_type == "QuantizeLinear" => q.input.first().map(String::as_str).unwrap_or(""),
+        _ => src,
+    };
+    let Some(oc) = ix.consts.get(src).and_then(|t| t.dims.first().copied()) else {
+        rep.notes.push(format!("Conv `{}`: quantized weight is not a constant", n.name));
+        return Ok(());
+    };
+    if p.per_axis {
+        if p.axis != 0 {
+            bail!("Conv `{}`: weight scale has axis {} (TensorRT needs axis 0, per output channel)", n.name, p.axis);
+        }
+        if p.scale.len() as i64 != oc {
+            bail!("Conv `{}`: weight scale has {} values for {oc} output channels", n.name, p.scale.len());
+        }
+    } else if oc > 1 {
+        rep.notes.push(format!("Conv `{}`: weight quantized per tensor, not per output channel", n.name));
+    }
+    Ok(())
+}
+
+/// Initializers nothing reads (a note, not an error).
+fn note_unused_initializers(graph: &GraphProto, rep: &mut CheckReport) {
     let read: HashSet<&str> = graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).chain(graph.output.iter().map(|o| o.name.as_str())).collect();
     let unused: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| !read.contains(n)).collect();
     if !unused.is_empty() {
         rep.notes.push(format!("{} unused initializers, e.g. `{}`", unused.len(), unused[0]));
     }
-    Ok(rep)
 }
 
 fn describe_value(v: &onnx_protobuf::ValueInfoProto) -> String {

@@ -20,6 +20,7 @@ pub mod sensitivity;
 pub mod state;
 pub mod task_loss;
 pub mod train;
+pub mod train_state;
 pub mod tying;
 
 pub use calib_method::CalibMethod;
