@@ -7,6 +7,7 @@ use super::parse_device;
 use super::validate;
 use crate::cuda::memory::PeakMemory;
 use crate::data::config::DataConfig;
+use crate::data::train_loader::TrainLoader;
 use crate::detector::Detector;
 use crate::detector::{load, random};
 use crate::model::graph::channels_last;
@@ -103,7 +104,7 @@ pub fn run(a: Args) -> Result<()> {
     report["allocator_peak_gib"] = serde_json::json!(peak.map(|p| p.allocated_gib()));
     report["allocator_reserved_peak_gib"] = serde_json::json!(peak.map(|p| p.reserved_gib()));
     report["device_used_peak_gib"] = serde_json::json!(mem.as_ref().map(|p| p.peak_gib()));
-    report["fused_kernels"] = serde_json::json!(crate::cuda::kernels::available() && !a.unfused);
+    report["fused_kernels"] = serde_json::json!(crate::cuda::kernels::available() && !a.unfused && device.is_cuda());
     report["forward_gflops_per_image"] = serde_json::json!(fwd_gflops);
     report["imgsz"] = serde_json::json!(a.imgsz);
     report["batch_size"] = serde_json::json!(a.batch_size);
@@ -134,8 +135,22 @@ fn bench_infer(m: &Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> s
     serde_json::json!({ "bench": "infer", "channels_last": a.channels_last, "ms_per_image": ms_per_img, "images_per_s": a.batch_size as f64 / s, "tflops": gf * a.batch_size as f64 / s / 1e3 })
 }
 
-fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> Result<serde_json::Value> {
+/// Places quantizers and calibrates them on `--calib-batches` batches (the loader's, or
+/// random images like `x`); returns the seconds it took.
+fn calibrate_for_bench(m: &mut Detector, loader: Option<&TrainLoader>, x: &Tensor, a: &Args, device: Device) -> Result<f64> {
     prepare(m, &[], CalibMethod::Mse)?;
+    sync(device);
+    let t = Instant::now();
+    match loader {
+        Some(l) => {
+            calibrate(m, l.iter_forever(0).take(a.calib_batches).map(|b| images_to_tensor(&b.images, b.batch, b.size, b.size, device)), CalibMethod::Mse)?
+        }
+        None => calibrate(m, (0..a.calib_batches).map(|_| x.rand_like()), CalibMethod::Mse)?,
+    };
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> Result<serde_json::Value> {
     let loader = match &a.data {
         Some(d) => {
             let data = DataConfig::load(d)?;
@@ -143,18 +158,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         }
         None => None,
     };
-    sync(device);
-    let t = Instant::now();
-    let calib_s = match &loader {
-        Some(l) => {
-            calibrate(m, l.iter_forever(0).take(a.calib_batches).map(|b| images_to_tensor(&b.images, b.batch, b.size, b.size, device)), CalibMethod::Mse)?;
-            t.elapsed().as_secs_f64()
-        }
-        None => {
-            calibrate(m, (0..a.calib_batches).map(|_| x.rand_like()), CalibMethod::Mse)?;
-            t.elapsed().as_secs_f64()
-        }
-    };
+    let calib_s = calibrate_for_bench(m, loader.as_ref(), x, a, device)?;
     let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
     qat.set_channels_last(a.channels_last);
     let mut graphed = false;
