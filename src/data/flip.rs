@@ -43,16 +43,7 @@ pub fn flip_lr_with_labels(img: &mut RgbImage, labels: &mut [LabelRow]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn checker(w: usize, h: usize) -> RgbImage {
-        let mut img = RgbImage::filled(w, h, 0);
-        for y in 0..h {
-            for x in 0..w {
-                img.put(x, y, [(x * 7 + y * 3) as u8, (x * 13) as u8 ^ (y as u8), (255 - x - y) as u8]);
-            }
-        }
-        img
-    }
+    use crate::data::test_images::checker;
 
     #[test]
     fn flips() {

@@ -35,5 +35,8 @@ pub mod train_loader;
 pub mod val_set;
 pub mod warp;
 
+#[cfg(test)]
+mod test_images;
+
 /// Upstream's padding grey (letterbox borders, the mosaic canvas, the warp border).
 pub const PAD_VALUE: u8 = 114;

@@ -118,16 +118,7 @@ pub fn random_perspective(img: &RgbImage, labels: &[Label], p: &WarpParams, bord
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn checker(w: usize, h: usize) -> RgbImage {
-        let mut img = RgbImage::filled(w, h, 0);
-        for y in 0..h {
-            for x in 0..w {
-                img.put(x, y, [(x * 7 + y * 3) as u8, (x * 13) as u8 ^ (y as u8), (255 - x - y) as u8]);
-            }
-        }
-        img
-    }
+    use crate::data::test_images::checker;
 
     #[test]
     fn zero_gains_draw_the_identity() {
