@@ -7,17 +7,19 @@
 # A NAME starting with `dep-` is also exported (dynamic Q/DQ ONNX), checked against
 # TensorRT's rules and evaluated through ONNX Runtime on the CPU after its run.
 # Env: WORKERS (loader threads per run, 3), DEADLINE (seconds before the table is
-# printed and unfinished runs are stopped, 540).
+# printed and unfinished runs are stopped, 540), WEIGHTS (the checkpoint), SEG=1 (polygon
+# labels: the same images from `make_shapes.py --seg`, for a segmentation checkpoint).
 set -uo pipefail
 OUT="${OUT:-runs/gpu_sweep}"
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib:${LD_LIBRARY_PATH:-}"
 Y=dist/yolo-qat
 W=${WEIGHTS:-assets/demo/yolov9-t-shapes-converted.pt}
-D=/tmp/shapes/shapes.yaml
+if [ "${SEG:-0}" = 1 ]; then DATA_DIR=/tmp/shapes-seg SEG_FLAG=--seg; else DATA_DIR=/tmp/shapes SEG_FLAG=; fi
+D=$DATA_DIR/shapes.yaml
 t0=$EPOCHREALTIME
 if [ ! -f $D ]; then
-  python3 dist/make_shapes.py /tmp/shapes --train 6000 --val 600 --seed 1 > "$OUT/data.log" 2>&1 || { tail "$OUT/data.log"; exit 1; }
+  python3 dist/make_shapes.py $DATA_DIR --train 6000 --val 600 --seed 1 $SEG_FLAG > "$OUT/data.log" 2>&1 || { tail "$OUT/data.log"; exit 1; }
 fi
 echo "data ready after $(python3 -c "print(round($EPOCHREALTIME - $t0))") s"
 pids=()
@@ -31,6 +33,26 @@ deploy() {
   $Y export --check /tmp/$n.onnx >> /tmp/q_${n}_deploy.log 2>&1
   $Y eval --weights $q --data $D --imgsz $s --batch-size 32 --device cuda:0 --fp32 --project /tmp/ev --name fq$n --exist-ok >> /tmp/q_${n}_deploy.log 2>&1
   $Y eval --weights /tmp/$n.onnx --data $D --imgsz $s --batch-size 32 --device cpu --project /tmp/ev --name ort$n --exist-ok >> /tmp/q_${n}_deploy.log 2>&1
+  [ "${SEG:-0}" = 1 ] && deploy_end2end $n $s $q
+}
+# Segmentation: both end-to-end graphs (TensorRT plugins; standard ops), checked, and the
+# standard-ops one run by ONNX Runtime on the first val images.
+deploy_end2end() {
+  local n=$1 s=$2 q=$3
+  for nms in trt onnx; do
+    $Y export --weights $q --end2end --nms $nms --imgsz $s --output /tmp/$n-e2e-$nms.onnx >> /tmp/q_${n}_deploy.log 2>&1 && echo "end2end $nms: exported" >> /tmp/q_${n}_deploy.log
+  done
+  python3 - /tmp/$n-e2e-onnx.onnx $DATA_DIR/images/val $s >> /tmp/q_${n}_deploy.log 2>&1 <<'EOF'
+import sys, os, numpy as np, onnxruntime as ort
+from PIL import Image
+path, val, s = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+files = sorted(os.listdir(val))[:8]
+x = np.stack([np.asarray(Image.open(os.path.join(val, f)).convert("RGB").resize((s, s)), dtype=np.float32).transpose(2, 0, 1) / 255 for f in files])
+num, boxes, scores, classes, masks = sess.run(None, {"images": x})
+on = [(masks[b, :num[b, 0]] > 0.5).mean() for b in range(len(files)) if num[b, 0] > 0]
+print(f"end2end onnx ORT: {len(files)} images, detections per image {num[:, 0].tolist()}, det_masks {list(masks.shape)}, mean mask fill {np.mean(on):.3f}")
+EOF
 }
 for spec in "$@"; do
   head=${spec%%=*}; flags=${spec#*=}; name=${head%@*}; s=${head#*@}
@@ -51,7 +73,7 @@ for n in "${names[@]}"; do
   grep -E "^QAT \(|accuracy target|keeping" /tmp/q_$n.log | head -5
   cp /tmp/q/$n/report.json "$OUT/report_$n.json" 2>/dev/null
   if [ -f /tmp/q_${n}_deploy.log ]; then
-    grep -E "TensorRT check|convs:|error|all " /tmp/q_${n}_deploy.log | head -8
+    grep -E "TensorRT check|convs:|error|all |end2end" /tmp/q_${n}_deploy.log | head -14
     cp /tmp/q_${n}_deploy.log "$OUT/deploy_$n.log"
   fi
   python3 - "$n" <<'EOF'
@@ -63,7 +85,11 @@ except Exception as e:
     print(f"  no report ({e})"); sys.exit()
 rows = {r["name"]: r for r in d["rows"]}
 qat = [r for r in d["rows"] if r["name"].startswith("QAT-") and r["name"] != "QAT-Best"]
-fmt = lambda r: f"{r['map']:.4f}/{r['map50']:.4f}" if r else "-"
+def fmt(r):
+    if not r:
+        return "-"
+    mask = f" mask {r['mask_map']:.4f}/{r['mask_map50']:.4f}" if r.get("mask_map") is not None else ""
+    return f"{r['map']:.4f}/{r['map50']:.4f}{mask}"
 print(f"  Origin {fmt(rows.get('Origin'))}  PTQ {fmt(rows.get('PTQ'))}  QAT-Best {fmt(rows.get('QAT-Best'))}  epochs {len(qat)}  wall {d['run'].get('wall_s', 0):.0f}s  img/s {d['run'].get('qat_images_per_s', 0):.0f}")
 print("  per epoch AP: " + " ".join(f"{r['map']:.4f}" for r in qat))
 at = d["run"].get("accuracy_target")

@@ -10,6 +10,10 @@
 # e.g. 1x3x640x640 8x3x640x640 16x3x640x640 (end2end exports have a dynamic
 # batch even when height and width are fixed).
 #
+# Segmentation end2end exports (`--end2end --nms trt`) use EfficientNMSX_TRT, which
+# TensorRT's own plugin library does not have: set TRT_PLUGINS to the shared library
+# that registers it (passed to trtexec as --staticPlugins); ROIAlign_TRT is TensorRT's.
+#
 # What trtexec prints:
 # * with --verbose and --dumpLayerInfo (--profilingVerbosity=detailed): every
 #   engine layer with its precision; quantized convs appear as fused
@@ -20,7 +24,7 @@
 #   build with the FP16 build of the FP export at the same batch.
 set -euo pipefail
 if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 onnx="$1"
@@ -31,7 +35,14 @@ shapes=()
 if [[ $# -ge 5 ]]; then
   shapes=(--minShapes="images:$3" --optShapes="images:$4" --maxShapes="images:$5")
 fi
-# EfficientNMS_TRT (end2end exports) comes from TensorRT's plugin library, which trtexec loads.
-trtexec --onnx="$onnx" --int8 --fp16 --saveEngine="$engine" "${shapes[@]}" \
+# EfficientNMS_TRT and ROIAlign_TRT (end2end exports) come from TensorRT's plugin library,
+# which trtexec loads; EfficientNMSX_TRT needs the library named by TRT_PLUGINS.
+plugins=()
+if grep -q EfficientNMSX_TRT "$onnx"; then
+  [[ -n "${TRT_PLUGINS:-}" ]] || { echo "trt_build: $onnx uses EfficientNMSX_TRT: set TRT_PLUGINS to the plugin library that registers it" >&2; exit 1; }
+  [[ -f "$TRT_PLUGINS" ]] || { echo "trt_build: TRT_PLUGINS=$TRT_PLUGINS: no such file" >&2; exit 1; }
+  plugins=(--staticPlugins="$TRT_PLUGINS")
+fi
+trtexec --onnx="$onnx" --int8 --fp16 --saveEngine="$engine" "${shapes[@]}" "${plugins[@]}" \
   --verbose --profilingVerbosity=detailed --dumpLayerInfo --exportLayerInfo="${engine}.layers.json"
 echo "trt_build: wrote $engine (layer precisions in ${engine}.layers.json)"

@@ -3,6 +3,9 @@
 //! shapes, the EfficientNMS_TRT end2end node, the plain-ONNX NMS, and a
 //! hand-broken model that the check must reject. CPU only.
 
+mod common;
+
+use common::reference_nms::reference_nms;
 use onnx_protobuf::{Message, ModelProto};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -351,41 +354,6 @@ fn end2end_trt_node_is_as_specified() {
     assert_eq!(attr_i(n, "class_agnostic"), Some(1));
 }
 
-/// Reference multi-label NMS on one image's output0 (4+nc, A): candidates with score > conf,
-/// per-class greedy suppression at IoU > iou, top `k` by score. Returns (box xyxy, score, class).
-fn reference_nms(out: &Tensor, conf: f32, iou: f32, k: usize, agnostic: bool) -> Vec<([f32; 4], f32, i64)> {
-    // One row per anchor: cx, cy, w, h, class scores.
-    let rows = Vec::<Vec<f32>>::try_from(out.transpose(0, 1).contiguous()).unwrap();
-    let mut cands = Vec::new();
-    for r in &rows {
-        let b = [r[0] - r[2] / 2.0, r[1] - r[3] / 2.0, r[0] + r[2] / 2.0, r[1] + r[3] / 2.0];
-        let scores = r[4..].iter().enumerate().map(|(c, &s)| (c as i64, s));
-        if agnostic {
-            let (c, s) = scores.fold((0, f32::MIN), |m, x| if x.1 > m.1 { x } else { m });
-            if s > conf {
-                cands.push((b, s, c));
-            }
-        } else {
-            cands.extend(scores.filter(|&(_, s)| s > conf).map(|(c, s)| (b, s, c)));
-        }
-    }
-    cands.sort_by(|x, y| y.1.partial_cmp(&x.1).unwrap());
-    let area = |b: &[f32; 4]| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
-    let iou_of = |p: &[f32; 4], q: &[f32; 4]| {
-        let inter = (p[2].min(q[2]) - p[0].max(q[0])).max(0.0) * (p[3].min(q[3]) - p[1].max(q[1])).max(0.0);
-        inter / (area(p) + area(q) - inter)
-    };
-    let mut keep: Vec<([f32; 4], f32, i64)> = Vec::new();
-    for c in cands {
-        if keep.iter().any(|kk| (agnostic || kk.2 == c.2) && iou_of(&kk.0, &c.0) > iou) {
-            continue;
-        }
-        keep.push(c);
-    }
-    keep.truncate(k);
-    keep
-}
-
 #[test]
 fn end2end_onnx_nms_runs_in_ort_and_matches_reference_nms() {
     let m = fixture("yolov9-t-shapes-converted");
@@ -412,7 +380,7 @@ fn end2end_onnx_nms_runs_in_ort_and_matches_reference_nms() {
             let n = got[0].int64_value(&[b, 0]) as usize;
             println!("agnostic={agnostic} image {b}: {n} detections (reference {})", want.len());
             assert_eq!(n, want.len(), "image {b}: detection count");
-            for (i, (wb, ws, wc)) in want.iter().enumerate() {
+            for (i, (wb, ws, wc, _)) in want.iter().enumerate() {
                 let i = i as i64;
                 assert!((got[2].double_value(&[b, i]) - *ws as f64).abs() < 1e-4, "image {b} det {i}: score");
                 assert_eq!(got[3].int64_value(&[b, i]), *wc, "image {b} det {i}: class");

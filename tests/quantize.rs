@@ -36,6 +36,15 @@ fn loader_of(data: &str, imgsz: usize, batch: usize) -> TrainLoader {
     TrainLoader::new(samples, imgsz, batch, Hyp::scratch_high(), 57, 1)
 }
 
+/// The polygon-labelled loader: every label comes with its mask.
+fn seg_loader(imgsz: usize, batch: usize) -> TrainLoader {
+    let data = DataConfig::load(Path::new(SEG_DATA)).unwrap();
+    let set = ValSet::load(&data.train, 6, ValSetOptions { imgsz, batch_size: batch, rect: false, ..Default::default() }).unwrap();
+    let segments = set.entries.iter().map(|e| e.segments.clone()).collect();
+    let samples = set.entries.into_iter().map(|e| (e.path, e.rows)).collect();
+    TrainLoader::new(samples, imgsz, batch, Hyp::scratch_high(), 57, 1).with_segments(segments)
+}
+
 fn batches(l: &TrainLoader, n: usize) -> impl Iterator<Item = Tensor> + '_ {
     l.iter_forever(0).take(n).map(|b| Tensor::from_slice(&b.images).view([b.batch as i64, 3, b.size as i64, b.size as i64]).to_kind(Kind::Float) / 255.0)
 }
@@ -181,7 +190,7 @@ fn task_loss_qat_on_shapes_mini_lowers_the_loss() {
     let losses: Vec<f64> = (0..4).map(|_| qat.step_with(&mut m, &x, Some(&gt), 1e-4).double_value(&[])).collect();
     assert!(losses[3] < losses[0], "loss {losses:?}");
     let parts: Vec<f32> = Vec::try_from(&qat.parts).unwrap();
-    assert!(parts[..3].iter().all(|&p| p > 0.0) && parts[3] == 0.0, "box, cls, dfl > 0, no distillation: {parts:?}");
+    assert!(parts[..3].iter().all(|&p| p > 0.0) && parts[3] == 0.0 && parts[4] == 0.0, "box, cls, dfl > 0, no mask term, no distillation: {parts:?}");
     // Evaluation binds the weight average, which lags the trained weights.
     let w = |m: &Detector| m.graph.convs().next().unwrap().1.weight.copy();
     let trained = w(&m);
@@ -322,4 +331,17 @@ fn segmentation_model_quantizes_calibrates_and_trains() {
     let losses: Vec<f64> = (0..4).map(|_| qat.step(&mut m, &x, 1e-5).double_value(&[])).collect();
     println!("QAT loss {losses:?}");
     assert!(losses[0] > 0.0 && losses[3] < losses[0], "loss {losses:?}");
+    // task-loss QAT with the mask term, on the loader's polygon masks
+    let b = seg_loader(160, 4).iter_forever(0).nth(1).unwrap();
+    assert_eq!((b.mask_size, b.masks.len()), (40, b.labels.len() * 40 * 40));
+    let x = Tensor::from_slice(&b.images).view([4, 3, 160, 160]).to_kind(Kind::Float) / 255.0;
+    let mut gt = gt_boxes(&b.labels, 4, (160, 160), 0, Device::Cpu);
+    let slots = gt.boxes.size()[1] as usize;
+    gt.masks = Some(yolo_qat::quant::mask_loss::gt_masks(&b.labels, &b.masks, 40, 4, slots, Device::Cpu));
+    qat.set_objective(&m, Objective::task());
+    let losses: Vec<f64> = (0..4).map(|_| qat.step_with(&mut m, &x, Some(&gt), 1e-4).double_value(&[])).collect();
+    let parts: Vec<f32> = Vec::try_from(&qat.parts).unwrap();
+    println!("task QAT loss {losses:?}, parts {parts:?}");
+    assert!(parts[..4].iter().all(|&p| p > 0.0) && parts[4] == 0.0, "box, cls, dfl, mask > 0, no distillation: {parts:?}");
+    assert!(losses[3] < losses[0], "loss {losses:?}");
 }

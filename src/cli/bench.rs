@@ -4,6 +4,7 @@
 
 use super::common::{default_workers, train_loader};
 use super::parse_device;
+use super::quantize_args::RecipeArg;
 use super::validate;
 use crate::cuda::memory::PeakMemory;
 use crate::data::config::DataConfig;
@@ -12,8 +13,11 @@ use crate::detector::Detector;
 use crate::detector::{load, random};
 use crate::model::graph::channels_last;
 use crate::model::info::gflops;
+use crate::quant::assigner::GtBoxes;
 use crate::quant::calibrate::{calibrate, prepare};
 use crate::quant::qat::{Qat, Supervision};
+use crate::quant::recipe::{QatSettings, Recipe};
+use crate::quant::task_loss::gt_boxes;
 use crate::quant::train::images_to_tensor;
 use crate::quant::CalibMethod;
 use crate::util::catch_oom;
@@ -62,7 +66,22 @@ pub struct Args {
     /// and the costliest kernels (0 = off).
     #[arg(long, default_value_t = 0)]
     profile: usize,
+    /// Whose QAT step to time: `seed` (layer distillation, fixed ranges; the history in
+    /// docs/perf.md) or `default` (task loss on labels, learned ranges, weight average).
+    #[arg(long, value_enum, default_value_t = RecipeArg::Seed)]
+    recipe: RecipeArg,
 }
+
+/// Labels for timing a task-loss step on synthetic images: 8 boxes per image on a 4 × 2 grid,
+/// padded to the 32 label slots a recorded step uses.
+fn synthetic_labels(batch: usize, imgsz: usize, device: Device) -> GtBoxes {
+    let labels: Vec<(usize, usize, [f32; 4])> =
+        (0..batch).flat_map(|i| (0..8).map(move |k| (i, k % 3, [((k % 4) as f32 + 0.5) / 4.0, ((k / 4) as f32 + 0.5) / 2.0, 0.15, 0.2]))).collect();
+    gt_boxes(&labels, batch, (imgsz as i64, imgsz as i64), LABEL_SLOTS, device)
+}
+
+/// Label slots per image of the benchmarked task-loss step (quantize's minimum).
+const LABEL_SLOTS: usize = 32;
 
 fn sync(d: Device) {
     if let Device::Cuda(i) = d {
@@ -154,22 +173,32 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let loader = match &a.data {
         Some(d) => {
             let data = DataConfig::load(d)?;
-            Some(train_loader(&data, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, default_workers())?)
+            Some(train_loader(&data, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, default_workers(), false)?)
         }
         None => None,
     };
     let calib_s = calibrate_for_bench(m, loader.as_ref(), x, a, device)?;
+    let settings = QatSettings::of(if a.recipe == RecipeArg::Default { Recipe::Default } else { Recipe::Seed });
     let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
+    qat.set_objective(m, settings.objective);
+    if let Some(lr) = settings.learn_amax {
+        qat.learn_amax(m, lr);
+    }
+    if let Some((decay, tau)) = settings.ema {
+        qat.enable_ema(decay, tau);
+    }
     qat.set_channels_last(a.channels_last);
+    let gt = settings.objective.uses_labels().then(|| synthetic_labels(a.batch_size, a.imgsz, device));
+    let gt = gt.as_ref();
     let mut graphed = false;
     if device.is_cuda() && !a.no_cuda_graph {
         let t = Instant::now();
-        catch_oom(|| qat.capture(m, x, None))??;
+        catch_oom(|| qat.capture(m, x, gt))??;
         graphed = true;
         eprintln!("captured the QAT step as a CUDA graph in {:.1} s", t.elapsed().as_secs_f64());
     }
     for _ in 0..a.warmup {
-        let _ = qat.step(m, x, 1e-6);
+        let _ = qat.step_with(m, x, gt, 1e-6);
     }
     sync(device);
     let fused_ops = crate::cuda::kernels::applied();
@@ -177,14 +206,14 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     crate::cuda::memory::reset_allocator_peak(device);
     let t = Instant::now();
     for _ in 0..a.iters {
-        let _ = qat.step(m, x, 1e-6);
+        let _ = qat.step_with(m, x, gt, 1e-6);
     }
     sync(device);
     let step_s = t.elapsed().as_secs_f64() / a.iters as f64;
     let step_peak = crate::cuda::memory::allocator_peak(device);
     let ips = a.batch_size as f64 / step_s;
     let mut out = serde_json::json!({
-        "bench": "qat", "cuda_graph": graphed, "channels_last": a.channels_last, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
+        "bench": "qat", "objective": settings.objective.kind.name(), "cuda_graph": graphed, "channels_last": a.channels_last, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
         "step_ms": step_s * 1e3, "images_per_s": ips,
         "tflops": 4.0 * gf * ips / 1e3,
         "fused_ops_before_timing": fused_ops,
@@ -192,7 +221,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     });
     if a.profile > 0 {
         out["profile"] = profile_steps(a.profile, || {
-            let _ = qat.step(m, x, 1e-6);
+            let _ = qat.step_with(m, x, gt, 1e-6);
         })?;
     }
     if let Some(l) = loader {
@@ -200,7 +229,8 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         let mut n = 0;
         for b in l.iter_forever(1).take(a.iters) {
             let xb = images_to_tensor(&b.images, b.batch, b.size, b.size, device);
-            let _ = qat.step(m, &xb, 1e-6);
+            let gb = gt.map(|_| gt_boxes(&b.labels, b.batch, (b.size as i64, b.size as i64), LABEL_SLOTS, device));
+            let _ = qat.step_with(m, &xb, gb.as_ref(), 1e-6);
             n += b.batch;
         }
         sync(device);

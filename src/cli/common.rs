@@ -50,13 +50,20 @@ pub fn default_workers() -> usize {
 }
 
 /// The augmented training loader over the train split (`workers` checked as `--workers`).
-pub fn train_loader(data: &DataConfig, imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize) -> Result<TrainLoader> {
+/// With `masks`, the polygon labels go through the augmentations and every label gets its
+/// mask (the segmentation loss); the train split must then hold polygon labels.
+pub fn train_loader(data: &DataConfig, imgsz: usize, batch: usize, hyp: Hyp, seed: u64, workers: usize, masks: bool) -> Result<TrainLoader> {
     super::validate::workers(workers)?;
     let opts = ValSetOptions { imgsz, batch_size: batch, rect: false, ..ValSetOptions::default() };
     let set = ValSet::load(&data.train, data.nc(), opts).map_err(|e| anyhow!("{}: train: {e:#}", data.yaml_path.display()))?;
     report_warnings("train", &set.warnings);
+    if masks && set.entries.iter().all(|e| e.segments.iter().all(Vec::is_empty)) {
+        bail!("{}: the train split has box labels only; the segmentation loss needs polygon labels (or use --loss distill)", data.yaml_path.display());
+    }
+    let segments: Vec<Vec<Vec<[f32; 2]>>> = set.entries.iter().map(|e| e.segments.clone()).collect();
     let samples = set.entries.into_iter().map(|e| (e.path, e.rows.iter().map(|r| (r.class, r.xywhn)).collect())).collect();
-    Ok(TrainLoader::new(samples, imgsz, batch, hyp, seed, workers))
+    let loader = TrainLoader::new(samples, imgsz, batch, hyp, seed, workers);
+    Ok(if masks { loader.with_segments(segments) } else { loader })
 }
 
 fn report_warnings(split: &str, warnings: &[String]) {

@@ -3,7 +3,7 @@
 
 use super::validate;
 use crate::detector::load;
-use crate::export::{check_file, export, End2End, ExportOptions, Nms};
+use crate::export::{check_file, export, End2End, ExportOptions, MaskPooling, Nms};
 use crate::util::check_output;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -47,6 +47,15 @@ pub struct Args {
     topk_all: i64,
     #[arg(long)]
     class_agnostic: bool,
+    /// Segmentation end2end: each detection's mask is R×R over its box (`det_masks` (B, K, R·R)).
+    #[arg(long, default_value_t = 160)]
+    mask_resolution: i64,
+    /// Segmentation end2end: input pixels → prototype cells (prototypes are at 1/4 of the input).
+    #[arg(long, default_value_t = 0.25)]
+    pooler_scale: f64,
+    /// Segmentation end2end: bilinear samples per mask cell side; 0 = adaptive (ceil(box side / R)).
+    #[arg(long, default_value_t = 0)]
+    sampling_ratio: i64,
     #[arg(long)]
     opset: Option<i64>,
     /// Output file (default: next to the weights, NAME.onnx / NAME-end2end.onnx). Replaced
@@ -98,8 +107,15 @@ pub fn run(a: Args) -> Result<()> {
     }
     let stem = weights.with_extension("");
     for e2e in kinds {
-        let end2end =
-            e2e.then_some(End2End { iou_thres: a.iou_thres, conf_thres: a.conf_thres, topk_all: a.topk_all, class_agnostic: a.class_agnostic, nms: Nms::Trt });
+        let masks = MaskPooling { resolution: a.mask_resolution, pooler_scale: a.pooler_scale, sampling_ratio: a.sampling_ratio };
+        let end2end = e2e.then_some(End2End {
+            iou_thres: a.iou_thres,
+            conf_thres: a.conf_thres,
+            topk_all: a.topk_all,
+            class_agnostic: a.class_agnostic,
+            nms: Nms::Trt,
+            masks,
+        });
         let end2end = match end2end {
             Some(mut e) => {
                 e.nms = Nms::parse(&a.nms)?;

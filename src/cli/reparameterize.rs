@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<()> {
     let ck = read_checkpoint(&a.weights)?;
     let dual = &ck.cfg;
     let last = &dual.layers[dual.layers.len() - 1].module;
-    if last != "DualDDetect" {
+    if last != "DualDDetect" && last != "DualDSegment" {
         bail!("{}: not a dual-head model (detect layer {last}); it is already in GELAN form", a.weights.display());
     }
     let target = match &a.cfg {

@@ -71,7 +71,7 @@ pub fn run(a: Args) -> Result<()> {
     validate::imgsz("--imgsz", a.imgsz, validate::max_stride(&model))?;
     let dir = increment_dir(&a.project, &a.name, a.exist_ok)?;
     let _lock = RunLock::acquire(&dir)?;
-    let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, default_workers())?;
+    let loader = train_loader(&data, a.imgsz, a.batch_size, hyp, a.seed, default_workers(), false)?;
     let mut val = eval_set(&data, a.imgsz, a.batch_size)?;
     if let Some(n) = a.num_image {
         val = val.limit(n);

@@ -31,6 +31,7 @@ pub mod perspective;
 pub mod polygon_mask;
 pub mod resize;
 pub mod rng;
+pub mod segments;
 pub mod train_loader;
 pub mod val_set;
 pub mod warp;

@@ -3,8 +3,10 @@
 //! a `2*imgsz` grey canvas, then `random_perspective` with a border of
 //! `-imgsz/2` that crops the result back to `imgsz x imgsz`.
 //!
-//! Upstream also runs `copy_paste` here; with box-only labels (no segments)
-//! that is a no-op, so it is not implemented.
+//! Polygon labels (normalized, one per row, or none) are placed with their tile and
+//! clipped to the canvas as upstream clips `segments4`; the warp then derives the boxes
+//! from them. Upstream also runs `copy_paste` here (with probability `hyp.copy_paste`
+//! on images with polygons); it is not implemented.
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use crate::data::image_io::RgbImage;
 use crate::data::labels::{Label, LabelRow};
 use crate::data::perspective::{random_perspective, WarpParams};
 use crate::data::rng::Rng;
+use crate::data::segments::Polygon;
 use crate::data::PAD_VALUE;
 
 /// Upstream `mosaic_border` component: `-imgsz // 2` (floor division).
@@ -44,11 +47,11 @@ pub fn mosaic_indices(index: usize, n: usize, rng: &mut Rng) -> [usize; 4] {
 /// bottom-right of the centre `(xc, yc)` on a `2*imgsz` square canvas filled
 /// with 114, as upstream. Returns the canvas and the tiles' labels in canvas
 /// pixels (`x1 y1 x2 y2`), clipped to `[0, 2*imgsz]`.
-pub fn place_tiles(tiles: [(&RgbImage, &[LabelRow]); 4], imgsz: usize, xc: i64, yc: i64) -> (RgbImage, Vec<Label>) {
+pub fn place_tiles(tiles: [Tile; 4], imgsz: usize, xc: i64, yc: i64) -> (RgbImage, Vec<Label>, Vec<Polygon>) {
     let s2 = 2 * imgsz as i64;
     let mut canvas = RgbImage::filled(s2 as usize, s2 as usize, PAD_VALUE);
-    let mut labels = Vec::new();
-    for (i, (img, norm)) in tiles.into_iter().enumerate() {
+    let (mut labels, mut polys) = (Vec::new(), Vec::new());
+    for (i, (img, norm, norm_polys)) in tiles.into_iter().enumerate() {
         let (w, h) = (img.width as i64, img.height as i64);
         // (x1a, y1a, x2a, y2a) on the canvas, (x1b, y1b, x2b, y2b) in the tile
         let (a, b) = match i {
@@ -83,17 +86,26 @@ pub fn place_tiles(tiles: [(&RgbImage, &[LabelRow]); 4], imgsz: usize, xc: i64, 
             l.xyxy = l.xyxy.map(|v| v.clamp(0.0, lim));
             labels.push(l);
         }
+        // Upstream `xyn2xy(x, w, h, padw, padh)` (f32 arithmetic), then clipped like the boxes.
+        let (wf, hf, pw, ph) = (w as f32, h as f32, padw as f32, padh as f32);
+        polys.extend(norm_polys.iter().map(|p| p.iter().map(|&[x, y]| [(wf * x + pw).clamp(0.0, lim), (hf * y + ph).clamp(0.0, lim)]).collect::<Polygon>()));
     }
-    (canvas, labels)
+    (canvas, labels, polys)
 }
+
+/// One mosaic tile: the resized image, its normalized label rows and their normalized polygons (or none).
+pub type Tile<'a> = (&'a RgbImage, &'a [LabelRow], &'a [Polygon]);
+
+/// What a mosaic's `load` returns for one dataset index: the resized image, its rows and polygons.
+pub type Loaded = (Arc<RgbImage>, Arc<Vec<LabelRow>>, Arc<Vec<Polygon>>);
 
 /// Upstream `load_mosaic(index)`: `load(i)` returns image `i` resized so its
 /// long side is `imgsz` (upstream `load_image`) and its normalized labels.
 /// Any load error is returned (the caller decides how to replace the sample).
 /// The result is `imgsz x imgsz` (for even `imgsz`) with pixel-corner labels.
-pub fn load_mosaic<F>(index: usize, n: usize, imgsz: usize, hyp: &Hyp, rng: &mut Rng, mut load: F) -> Result<(RgbImage, Vec<Label>)>
+pub fn load_mosaic<F>(index: usize, n: usize, imgsz: usize, hyp: &Hyp, rng: &mut Rng, mut load: F) -> Result<(RgbImage, Vec<Label>, Vec<Polygon>)>
 where
-    F: FnMut(usize) -> Result<(Arc<RgbImage>, Arc<Vec<LabelRow>>)>,
+    F: FnMut(usize) -> Result<Loaded>,
 {
     let (xc, yc) = mosaic_center(imgsz, rng);
     let idx = mosaic_indices(index, n, rng);
@@ -101,9 +113,10 @@ where
     let t1 = load(idx[1])?;
     let t2 = load(idx[2])?;
     let t3 = load(idx[3])?;
-    let (canvas, labels) = place_tiles([(&t0.0, &t0.1[..]), (&t1.0, &t1.1[..]), (&t2.0, &t2.1[..]), (&t3.0, &t3.1[..])], imgsz, xc, yc);
+    let tiles = [&t0, &t1, &t2, &t3].map(|t| (&*t.0, &t.1[..], &t.2[..]));
+    let (canvas, labels, polys) = place_tiles(tiles, imgsz, xc, yc);
     let border = mosaic_border(imgsz);
-    Ok(random_perspective(&canvas, &labels, &WarpParams::from(hyp), (border, border), rng))
+    Ok(random_perspective(&canvas, &labels, &polys, &WarpParams::from(hyp), (border, border), rng))
 }
 
 #[cfg(test)]
@@ -137,7 +150,7 @@ mod tests {
         let la = vec![LabelRow { class: 0, xywhn: [0.5, 0.5, 1.0, 1.0] }];
         let none: Vec<LabelRow> = vec![];
         let (xc, yc) = (30i64, 40i64);
-        let (canvas, labels) = place_tiles([(&a, &la), (&b, &none), (&c, &none), (&d, &la)], s, xc, yc);
+        let (canvas, labels, _) = place_tiles([(&a, &la, &[]), (&b, &none, &[]), (&c, &none, &[]), (&d, &la, &[])], s, xc, yc);
         assert_eq!((canvas.width, canvas.height), (64, 64));
         // just up-left of the centre is tile 0, up-right tile 1, ...
         assert_eq!(canvas.get(29, 39), [10; 3]);
@@ -161,7 +174,7 @@ mod tests {
         let lab = Arc::new(vec![LabelRow { class: 1, xywhn: [0.5, 0.5, 0.5, 0.5] }]);
         let hyp = Hyp::scratch_high();
         let mut rng = Rng::new(9);
-        let (img, labels) = load_mosaic(2, 5, 64, &hyp, &mut rng, |i| Ok((imgs[i].clone(), lab.clone()))).unwrap();
+        let (img, labels, _) = load_mosaic(2, 5, 64, &hyp, &mut rng, |i| Ok((imgs[i].clone(), lab.clone(), Arc::new(vec![])))).unwrap();
         assert_eq!((img.width, img.height), (64, 64));
         for l in labels {
             assert!(l.xyxy.iter().all(|&v| (0.0..=64.0).contains(&v)));

@@ -7,6 +7,7 @@ use crate::data::hyp::Hyp;
 use crate::data::image_io::RgbImage;
 use crate::data::labels::Label;
 use crate::data::rng::Rng;
+use crate::data::segments::{resample, segment2box, Polygon};
 use crate::data::warp::{matmul, warp_affine, warp_perspective, Mat3, IDENTITY};
 
 /// Geometric augmentation parameters (upstream hyp names and meanings).
@@ -95,11 +96,58 @@ pub fn transform_boxes(labels: &[Label], m: &Mat3, s: f64, width: usize, height:
         .collect()
 }
 
-/// Upstream `random_perspective(im, targets, degrees, translate, scale, shear,
+/// The warp of upstream's segment `random_perspective`: each polygon resampled to 1000
+/// points and warped by `m` (divided by w under perspective; not clipped); its box is
+/// [`segment2box`]; candidates kept by `box_candidates` with `area_thr = 0.01` against the
+/// scaled box before (`s` is the warp's scale).
+pub fn transform_segments(
+    labels: &[Label],
+    polys: &[Polygon],
+    m: &[[f64; 3]; 3],
+    s: f64,
+    width: usize,
+    height: usize,
+    perspective: bool,
+) -> (Vec<Label>, Vec<Polygon>) {
+    let (mut out, mut out_polys) = (Vec::new(), Vec::new());
+    for (l, poly) in labels.iter().zip(polys) {
+        let warped: Vec<[f64; 2]> = resample(poly, 1000)
+            .iter()
+            .map(|&[x, y]| {
+                let (x, y) = (x as f64, y as f64);
+                let (u, v) = (m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]);
+                if perspective {
+                    let w = m[2][0] * x + m[2][1] * y + m[2][2];
+                    [u / w, v / w]
+                } else {
+                    [u, v]
+                }
+            })
+            .collect();
+        let new = segment2box(&warped, width as f64, height as f64);
+        let before = l.xyxy.map(|v| v as f64 * s);
+        if box_candidates(before, new, 2.0, 100.0, 0.01) {
+            out.push(Label { class: l.class, xyxy: new.map(|v| v as f32) });
+            out_polys.push(warped.iter().map(|p| [p[0] as f32, p[1] as f32]).collect());
+        }
+    }
+    (out, out_polys)
+}
+
+/// Upstream `random_perspective(im, targets, segments, degrees, translate, scale, shear,
 /// perspective, border)`. `border = (border_y, border_x)` grows (positive) or
 /// crops (negative, e.g. `-imgsz/2` for a mosaic) the output on each side.
-/// Labels are pixel corners in and out.
-pub fn random_perspective(img: &RgbImage, labels: &[Label], p: &WarpParams, border: (i64, i64), rng: &mut Rng) -> (RgbImage, Vec<Label>) {
+/// Labels are pixel corners in and out. With one polygon per label (`segments`, pixels)
+/// the boxes come from the warped polygons ([`transform_segments`]), which are returned;
+/// otherwise from the warped corners, and no polygons are returned.
+pub fn random_perspective(
+    img: &RgbImage,
+    labels: &[Label],
+    segments: &[Polygon],
+    p: &WarpParams,
+    border: (i64, i64),
+    rng: &mut Rng,
+) -> (RgbImage, Vec<Label>, Vec<Polygon>) {
     let height = (img.height as i64 + border.0 * 2).max(1) as usize;
     let width = (img.width as i64 + border.1 * 2).max(1) as usize;
     let (m, s) = random_perspective_matrix(img.width, img.height, width, height, p, rng);
@@ -111,8 +159,11 @@ pub fn random_perspective(img: &RgbImage, labels: &[Label], p: &WarpParams, bord
     } else {
         warp_affine(img, &m, width, height)
     };
-    let labels = transform_boxes(labels, &m, s, width, height, p.perspective != 0.0);
-    (out, labels)
+    if !segments.is_empty() && segments.len() == labels.len() {
+        let (labels, polys) = transform_segments(labels, segments, &m, s, width, height, p.perspective != 0.0);
+        return (out, labels, polys);
+    }
+    (out, transform_boxes(labels, &m, s, width, height, p.perspective != 0.0), Vec::new())
 }
 
 #[cfg(test)]
@@ -126,7 +177,7 @@ mod tests {
         // with all geometric gains zero and no border, the drawn M is exactly I
         let p = WarpParams { degrees: 0.0, translate: 0.0, scale: 0.0, shear: 0.0, perspective: 0.0 };
         let labels = vec![Label { class: 3, xyxy: [2.0, 3.0, 9.0, 8.0] }];
-        let (out, l2) = random_perspective(&img, &labels, &p, (0, 0), &mut Rng::new(5));
+        let (out, l2, _) = random_perspective(&img, &labels, &[], &p, (0, 0), &mut Rng::new(5));
         assert_eq!(out, img);
         assert_eq!(l2, labels);
     }
@@ -140,7 +191,7 @@ mod tests {
         let labels = vec![Label { class: 1, xyxy: [20.0, 10.0, 40.0, 30.0] }];
         let p = WarpParams { degrees: 0.0, translate: 0.1, scale: 0.5, shear: 0.0, perspective: 0.0 };
         for seed in 0..20 {
-            let (out, l2) = random_perspective(&img, &labels, &p, (0, 0), &mut Rng::new(seed));
+            let (out, l2, _) = random_perspective(&img, &labels, &[], &p, (0, 0), &mut Rng::new(seed));
             assert!(l2.len() <= 1);
             let Some(b) = l2.first() else { continue };
             let (mut x1, mut y1, mut x2, mut y2) = (usize::MAX, usize::MAX, 0, 0);

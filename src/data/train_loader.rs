@@ -9,8 +9,14 @@
 //! * labels to normalized `cx cy w h` (clipped), `augment_hsv`, up-down flip
 //!   (`hyp.flipud`), left-right flip (`hyp.fliplr`).
 //!
+//! With polygon labels ([`TrainLoader::with_segments`]) the polygons go through the same
+//! mosaic, warp and mixup (the boxes then come from the warped polygons, as upstream's
+//! loaders do when an image has segments), and every label gets its mask, drawn at full
+//! size and shrunk by the mask ratio (upstream `utils/segment/dataloaders.py`,
+//! `overlap=False`, as upstream's segmentation training command runs), flipped with the image.
+//!
 //! Not reproduced: albumentations (optional upstream, only when installed) and
-//! segment copy-paste (a no-op for box labels).
+//! segment copy-paste.
 //!
 //! Determinism: epoch `e` visits the images in a permutation drawn from
 //! `(seed, e)`; the sample at position `p` draws all its randomness from an
@@ -37,10 +43,11 @@ use crate::data::image_io::{decode_rgb8, RgbImage};
 use crate::data::labels::{Label, LabelRow};
 use crate::data::letterbox::letterbox;
 use crate::data::mixup::mixup;
-use crate::data::mosaic::load_mosaic;
+use crate::data::mosaic::{load_mosaic, Loaded};
 use crate::data::perspective::{random_perspective, WarpParams};
 use crate::data::resize::load_image_resize;
 use crate::data::rng::Rng;
+use crate::data::segments::{flip_masks_lr, flip_masks_ud, polygon_mask_downsampled, Polygon};
 
 /// Normalized YOLO labels of one image, as its label file holds them.
 pub type ImageLabels = Vec<LabelRow>;
@@ -58,6 +65,11 @@ pub struct TrainBatch {
     pub labels: Vec<(usize, usize, [f32; 4])>,
     /// Dataset index of each image's primary sample (mosaics hold others too).
     pub indices: Vec<usize>,
+    /// With polygon labels: one `mask_size x mask_size` 0/1 mask per entry of `labels`, in
+    /// that order, row-major, concatenated; empty otherwise.
+    pub masks: Vec<u8>,
+    /// `size / mask ratio` with polygon labels, else 0.
+    pub mask_size: usize,
 }
 
 /// How many times a sample is redrawn when its images fail to load.
@@ -66,6 +78,8 @@ const MAX_ATTEMPTS: u64 = 16;
 const PERM_TAG: u64 = 0x5045_524D_5045_524D;
 /// Letterbox labels to normalized form, as upstream (`eps=1e-3`).
 const CLIP_EPS: f64 = 1e-3;
+/// Masks are drawn at `imgsz / MASK_RATIO` (upstream `--mask-ratio`, default 4).
+pub const MASK_RATIO: usize = 4;
 
 struct Inner {
     items: Vec<(PathBuf, Arc<ImageLabels>)>,
@@ -77,6 +91,17 @@ struct Inner {
     prefetch: usize,
     cache: Option<Vec<OnceLock<Arc<RgbImage>>>>,
     bad: Mutex<HashMap<usize, String>>,
+    /// Normalized polygons per image (one per label row) when masks are wanted.
+    segments: Option<Vec<Arc<Vec<Polygon>>>>,
+    mask_ratio: usize,
+}
+
+/// One augmented sample: the image, its normalized labels and (with polygon labels) a
+/// mask per label.
+struct Augmented {
+    img: RgbImage,
+    labels: ImageLabels,
+    masks: Vec<u8>,
 }
 
 /// Augmented, shuffled, multi-threaded training loader. Cheap to clone
@@ -106,6 +131,8 @@ impl TrainLoader {
                 prefetch: 2,
                 cache: None,
                 bad: Mutex::new(HashMap::new()),
+                segments: None,
+                mask_ratio: MASK_RATIO,
             }),
         }
     }
@@ -144,6 +171,27 @@ impl TrainLoader {
         let n = self.inner.items.len();
         self.inner_mut().cache = on.then(|| (0..n).map(|_| OnceLock::new()).collect());
         self
+    }
+
+    /// Polygon labels, one list per image (normalized, one polygon per label row), to carry
+    /// through the augmentations and to draw each label's mask from. Panics when the counts
+    /// disagree with the images' or their label rows'.
+    pub fn with_segments(mut self, segments: Vec<Vec<Polygon>>) -> Self {
+        assert_eq!(segments.len(), self.inner.items.len(), "TrainLoader::with_segments: one polygon list per image");
+        for (i, (s, item)) in segments.iter().zip(&self.inner.items).enumerate() {
+            assert!(s.is_empty() || s.len() == item.1.len(), "TrainLoader::with_segments: image {i} has {} rows but {} polygons", item.1.len(), s.len());
+        }
+        self.inner_mut().segments = Some(segments.into_iter().map(Arc::new).collect());
+        self
+    }
+
+    /// Side of the masks with polygon labels: `imgsz / ratio` (upstream `--mask-ratio`, 4).
+    pub fn mask_size(&self) -> usize {
+        if self.inner.segments.is_some() {
+            self.inner.imgsz / self.inner.mask_ratio
+        } else {
+            0
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -190,8 +238,13 @@ impl TrainLoader {
     /// order, as an `imgsz x imgsz` RGB image with normalized labels, and the
     /// dataset index it was drawn for. `None` if no redraw could be loaded.
     pub fn sample(&self, epoch: u64, position: usize) -> Option<(RgbImage, ImageLabels, usize)> {
+        self.sample_with_masks(epoch, position).map(|(img, labels, _, index)| (img, labels, index))
+    }
+
+    /// [`sample`](Self::sample) with the labels' masks (see [`TrainBatch::masks`]).
+    pub fn sample_with_masks(&self, epoch: u64, position: usize) -> Option<(RgbImage, ImageLabels, Vec<u8>, usize)> {
         let perm = self.permutation(epoch);
-        self.inner.sample(epoch, position, perm[position % perm.len()])
+        self.inner.sample(epoch, position, perm[position % perm.len()]).map(|(a, index)| (a.img, a.labels, a.masks, index))
     }
 
     /// One pass over the dataset in epoch `epoch`'s order:
@@ -220,11 +273,12 @@ impl Inner {
 
     /// Decoded image `index`, long side resized to `imgsz` (upstream
     /// `load_image`), with its labels.
-    fn load(&self, index: usize) -> Result<(Arc<RgbImage>, Arc<ImageLabels>)> {
+    fn load(&self, index: usize) -> Result<Loaded> {
         let labels = self.items[index].1.clone();
+        let polys = self.segments.as_ref().map_or_else(|| Arc::new(Vec::new()), |s| s[index].clone());
         if let Some(c) = &self.cache {
             if let Some(img) = c[index].get() {
-                return Ok((img.clone(), labels));
+                return Ok((img.clone(), labels, polys));
             }
         }
         if let Some(msg) = lock(&self.bad).get(&index) {
@@ -243,54 +297,89 @@ impl Inner {
             }
         };
         if let Some(c) = &self.cache {
-            return Ok((c[index].get_or_init(|| img).clone(), labels));
+            return Ok((c[index].get_or_init(|| img).clone(), labels, polys));
         }
-        Ok((img, labels))
+        Ok((img, labels, polys))
     }
 
     /// Upstream `__getitem__` for dataset index `index` with randomness `rng`.
-    fn augmented(&self, index: usize, rng: &mut Rng) -> Result<(RgbImage, ImageLabels)> {
+    fn augmented(&self, index: usize, rng: &mut Rng) -> Result<Augmented> {
         let hyp = &self.hyp;
         let s = self.imgsz;
-        let n = self.n();
-        let (mut img, labels): (RgbImage, Vec<Label>) = if rng.f64() < hyp.mosaic {
-            let (mut img, mut labels) = load_mosaic(index, n, s, hyp, rng, |i| self.load(i))?;
-            if rng.f64() < hyp.mixup {
-                let j = rng.below(n);
-                let (img2, labels2) = load_mosaic(j, n, s, hyp, rng, |i| self.load(i))?;
-                mixup(&mut img, &mut labels, &img2, &labels2, rng);
-            }
-            (img, labels)
+        let (mut img, labels, polys) = if rng.f64() < hyp.mosaic {
+            self.mosaic_mixup(index, rng)?
         } else {
-            let (im, norm) = self.load(index)?;
+            let (im, norm, norm_polys) = self.load(index)?;
             let lb = letterbox(&im, (s, s), true);
             let (w, h) = (im.width as f64 * lb.ratio.0, im.height as f64 * lb.ratio.1);
             let px: Vec<Label> = norm.iter().map(|row| row.to_pixels(w, h, lb.pad.0, lb.pad.1)).collect();
-            random_perspective(&lb.image, &px, &WarpParams::from(hyp), (0, 0), rng)
+            // Upstream `xyn2xy(segment, ratio[0] * w, ratio[1] * h, padw, padh)`, f32 like its arrays.
+            let (wf, hf, pw, ph) = (w as f32, h as f32, lb.pad.0 as f32, lb.pad.1 as f32);
+            let px_polys: Vec<Polygon> = norm_polys.iter().map(|p| p.iter().map(|&[x, y]| [wf * x + pw, hf * y + ph]).collect()).collect();
+            random_perspective(&lb.image, &px, &px_polys, &WarpParams::from(hyp), (0, 0), rng)
         };
         let (w, h) = (img.width as f64, img.height as f64);
         let mut out: ImageLabels = labels.iter().map(|l| l.to_normalized_clipped(w, h, CLIP_EPS)).collect();
+        let mut masks = self.masks(&labels, &polys, img.height, img.width);
+        let (mh, mw) = (img.height / self.mask_ratio, img.width / self.mask_ratio);
         augment_hsv(&mut img, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
         if rng.f64() < hyp.flipud {
             flip_ud_with_labels(&mut img, &mut out);
+            flip_masks_ud(&mut masks, mh, mw);
         }
         if rng.f64() < hyp.fliplr {
             flip_lr_with_labels(&mut img, &mut out);
+            flip_masks_lr(&mut masks, mw);
         }
         if img.width != s || img.height != s {
             return Err(anyhow!("internal: sample is {}x{}, expected {s}x{s}", img.width, img.height));
         }
-        Ok((img, out))
+        Ok(Augmented { img, labels: out, masks })
+    }
+
+    /// A mosaic, then with probability `hyp.mixup` a mixup with a second one.
+    fn mosaic_mixup(&self, index: usize, rng: &mut Rng) -> Result<(RgbImage, Vec<Label>, Vec<Polygon>)> {
+        let (n, s, hyp) = (self.n(), self.imgsz, &self.hyp);
+        let (mut img, mut labels, mut polys) = load_mosaic(index, n, s, hyp, rng, |i| self.load(i))?;
+        if rng.f64() < hyp.mixup {
+            let j = rng.below(n);
+            let (img2, labels2, polys2) = load_mosaic(j, n, s, hyp, rng, |i| self.load(i))?;
+            mixup(&mut img, &mut labels, &mut polys, &img2, &labels2, &polys2, rng);
+        }
+        Ok((img, labels, polys))
+    }
+
+    /// Each label's mask (upstream `polygons2masks`), when the loader has polygon labels; a
+    /// label without a polygon (box-only rows mixed in) is drawn as its box.
+    fn masks(&self, labels: &[Label], polys: &[Polygon], h: usize, w: usize) -> Vec<u8> {
+        if self.segments.is_none() {
+            return Vec::new();
+        }
+        let r = self.mask_ratio;
+        labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                let poly = match polys.get(i).filter(|_| polys.len() == labels.len()) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let [x1, y1, x2, y2] = l.xyxy;
+                        vec![[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+                    }
+                };
+                polygon_mask_downsampled(h, w, &poly, r)
+            })
+            .collect()
     }
 
     /// Sample at `position` of epoch `epoch` whose first choice is dataset
     /// index `first`; redraws deterministically when images fail to load.
-    fn sample(&self, epoch: u64, position: usize, first: usize) -> Option<(RgbImage, ImageLabels, usize)> {
+    fn sample(&self, epoch: u64, position: usize, first: usize) -> Option<(Augmented, usize)> {
         for attempt in 0..MAX_ATTEMPTS {
             let mut rng = Rng::from_parts(&[self.seed, epoch, position as u64, attempt]);
             let index = if attempt == 0 { first } else { rng.below(self.n()) };
-            if let Ok((img, labels)) = self.augmented(index, &mut rng) {
-                return Some((img, labels, index));
+            if let Ok(a) = self.augmented(index, &mut rng) {
+                return Some((a, index));
             }
         }
         eprintln!("WARNING: training sample {position} of epoch {epoch} dropped: {MAX_ATTEMPTS} draws hit unreadable images");
@@ -313,13 +402,13 @@ fn decode_rgb(path: &Path) -> Result<RgbImage> {
 // Parallel epoch iterator
 // ---------------------------------------------------------------------------
 
-type Sample = Option<(Vec<u8>, ImageLabels, usize)>; // CHW bytes, labels, index
+type Sample = Option<(Vec<u8>, ImageLabels, Vec<u8>, usize)>; // CHW bytes, labels, masks, index
 
 struct Slot {
     len: usize,
     filled: usize,
     images: Vec<u8>,
-    samples: Vec<Option<(ImageLabels, usize)>>,
+    samples: Vec<Option<(ImageLabels, Vec<u8>, usize)>>,
 }
 
 struct State {
@@ -348,10 +437,10 @@ impl Shared {
 
     fn build_sample(&self, pos: usize) -> Sample {
         let s = self.inner.imgsz;
-        self.inner.sample(self.epoch, pos, self.perm[pos]).map(|(img, labels, index)| {
+        self.inner.sample(self.epoch, pos, self.perm[pos]).map(|(a, index)| {
             let mut chw = vec![0u8; 3 * s * s];
-            img.write_chw(&mut chw);
-            (chw, labels, index)
+            a.img.write_chw(&mut chw);
+            (chw, a.labels, a.masks, index)
         })
     }
 
@@ -392,9 +481,9 @@ impl Shared {
         let plane = 3 * self.inner.imgsz * self.inner.imgsz;
         let len = self.batch_len(b);
         let slot = st.slots.entry(b).or_insert_with(|| Slot { len, filled: 0, images: vec![0u8; len * plane], samples: vec![None; len] });
-        if let Some((chw, labels, index)) = sample {
+        if let Some((chw, labels, masks, index)) = sample {
             slot.images[j * plane..(j + 1) * plane].copy_from_slice(&chw);
-            slot.samples[j] = Some((labels, index));
+            slot.samples[j] = Some((labels, masks, index));
         }
         slot.filled += 1;
     }
@@ -402,20 +491,21 @@ impl Shared {
     fn finish(&self, slot: Slot) -> TrainBatch {
         let plane = 3 * self.inner.imgsz * self.inner.imgsz;
         let mut images = slot.images;
-        let mut labels = Vec::new();
-        let mut indices = Vec::new();
+        let (mut labels, mut indices, mut masks) = (Vec::new(), Vec::new(), Vec::new());
         let mut k = 0;
         for (j, s) in slot.samples.into_iter().enumerate() {
-            let Some((ls, index)) = s else { continue };
+            let Some((ls, ms, index)) = s else { continue };
             if k != j {
                 images.copy_within(j * plane..(j + 1) * plane, k * plane);
             }
             labels.extend(ls.into_iter().map(|l| (k, l.class, l.xywhn)));
+            masks.extend(ms);
             indices.push(index);
             k += 1;
         }
         images.truncate(k * plane);
-        TrainBatch { images, batch: k, size: self.inner.imgsz, labels, indices }
+        let mask_size = if self.inner.segments.is_some() { self.inner.imgsz / self.inner.mask_ratio } else { 0 };
+        TrainBatch { images, batch: k, size: self.inner.imgsz, labels, indices, masks, mask_size }
     }
 }
 

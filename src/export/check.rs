@@ -218,7 +218,14 @@ pub const TRT_PLUGINS: &[&str] = &[
     "VoxelGeneratorPlugin",
     "PillarScatterPlugin",
     "SpecialSlice_TRT",
+    "EfficientNMSX_TRT",
 ];
+
+/// Plugins in `TRT_PLUGINS` that TensorRT's own plugin library does not register: an engine
+/// build needs the library that does loaded (trtexec `--staticPlugins`/`--dynamicPlugins`).
+/// `EfficientNMSX_TRT` is EfficientNMS with a fifth output (the kept boxes' anchor indices),
+/// the node the reference patch writes for segmentation models.
+pub const EXTERNAL_PLUGINS: &[&str] = &["EfficientNMSX_TRT"];
 
 /// The newest default-domain opset the parser is known to take.
 pub const MAX_OPSET: i64 = 21;
@@ -445,7 +452,9 @@ fn check_ops(graph: &GraphProto, rep: &mut CheckReport) -> Result<()> {
                 bail!("op {} (node `{}`) is not supported by TensorRT's ONNX parser", n.op_type, n.name);
             }
         } else if TRT_PLUGINS.contains(&n.op_type.as_str()) {
-            rep.plugins.push(format!("{}::{} (`{}`)", n.domain, n.op_type, n.name));
+            let note =
+                if EXTERNAL_PLUGINS.contains(&n.op_type.as_str()) { " [not in TensorRT's own plugin library: load the library that registers it]" } else { "" };
+            rep.plugins.push(format!("{}::{} (`{}`){note}", n.domain, n.op_type, n.name));
         } else {
             bail!("op {}::{} (node `{}`) is neither a standard op nor a known TensorRT plugin", n.domain, n.op_type, n.name);
         }

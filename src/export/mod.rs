@@ -4,7 +4,7 @@
 //!
 //! * `onnx_builder`: the protobuf graph builder; `shapes`: static shape inference;
 //! * `lower`: model ops → ONNX nodes; `decode`: the Detect decode; `qdq`: Q/DQ pairs;
-//! * `end2end`: EfficientNMS_TRT or plain-ONNX NMS; `check`: TensorRT rules;
+//! * `end2end`: EfficientNMS_TRT (EfficientNMSX_TRT + ROIAlign_TRT for masks) or plain-ONNX NMS; `check`: TensorRT rules;
 //! * `ort`: ONNX Runtime from Rust.
 
 pub mod check;
@@ -18,7 +18,7 @@ pub mod qdq;
 pub mod shapes;
 
 pub use check::{check_file, check_model, CheckReport};
-pub use end2end::{End2End, Nms};
+pub use end2end::{End2End, MaskPooling, Nms};
 
 use crate::detector::Detector;
 use anyhow::{anyhow, bail, Result};
@@ -222,9 +222,6 @@ fn take_quoted(s: &str) -> Option<(String, &str)> {
 /// Builds the ONNX model in memory.
 pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let graph = &model.graph;
-    if graph.is_segmentation() && opts.end2end.is_some() {
-        bail!("{}: end-to-end export of segmentation models is not supported yet (export without --end2end)", model.source.display());
-    }
     let max_stride = graph.strides.iter().cloned().fold(1.0, f64::max).round() as i64;
     opts.validate(max_stride)?;
     let opset = opts.opset();
@@ -262,17 +259,23 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
             outs
         }
         Some(e) => {
-            end2end::append(&mut g, e, &lowered.output, &images, nc, &batch, opset)?;
+            let seg = lowered.proto.as_ref().map(|(proto, _)| end2end::SegOutputs { proto, nm: graph.nm as i64 });
+            end2end::append(&mut g, e, &lowered.output, &images, nc, seg.as_ref(), &batch, opset)?;
             if e.nms == Nms::Trt {
                 domains.push(("TRT", 1));
             }
             let k = Dim::Fixed(e.topk_all);
-            vec![
+            let mut outs = vec![
                 TensorSpec { name: "num_dets".into(), dims: vec![batch.clone(), Dim::Fixed(1)], elem: Elem::I32 },
                 TensorSpec { name: "det_boxes".into(), dims: vec![batch.clone(), k.clone(), Dim::Fixed(4)], elem: Elem::F32 },
                 TensorSpec { name: "det_scores".into(), dims: vec![batch.clone(), k.clone()], elem: Elem::F32 },
-                TensorSpec { name: "det_classes".into(), dims: vec![batch.clone(), k], elem: Elem::I32 },
-            ]
+                TensorSpec { name: "det_classes".into(), dims: vec![batch.clone(), k.clone()], elem: Elem::I32 },
+            ];
+            if seg.is_some() {
+                let rr = Dim::Fixed(e.masks.resolution * e.masks.resolution);
+                outs.push(TensorSpec { name: end2end::MASKS_OUTPUT.into(), dims: vec![batch.clone(), k, rr], elem: Elem::F32 });
+            }
+            outs
         }
     };
     let metadata = vec![
@@ -282,6 +285,7 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
         ("batch".to_string(), batch.to_string()),
         ("dynamic".to_string(), opts.dynamic.to_string()),
         ("quantized".to_string(), model.quant.is_some().to_string()),
+        ("model type".to_string(), if graph.is_segmentation() { "Segmentation" } else { "Detection" }.to_string()),
     ];
     let proto = g.into_model("yolo-qat", opset, &domains, &metadata);
     Ok(Built {

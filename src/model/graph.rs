@@ -211,6 +211,12 @@ impl Graph {
         self.proto.is_some()
     }
 
+    /// Segmentation models: the per-level mask-coefficient maps (B, nm, H, W) that the eval
+    /// output appends to the detections (the inputs of its `AppendCoeffs` node after the first).
+    pub fn coefficient_maps(&self) -> Vec<ValueId> {
+        self.nodes.iter().find(|n| matches!(n.op, Op::AppendCoeffs) && n.outputs.contains(&self.output)).map_or_else(Vec::new, |n| n.inputs[1..].to_vec())
+    }
+
     /// A deep copy (own storage), e.g. the teacher of QAT.
     pub fn deep_clone(&self) -> Graph {
         let nodes = self

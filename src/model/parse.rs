@@ -3,9 +3,9 @@
 use super::blocks;
 use super::builder::{Builder, ConvGeom, Heads};
 use super::config::{arg_i64, arg_list, make_divisible, ModelConfig};
-use super::detect::detect_branch;
+use super::detect::{detect_branch, BoxBranch};
 use super::graph::{Graph, Layer, ValueId};
-use super::segment::dsegment;
+use super::segment::{dsegment, dual_dsegment, segment};
 use super::weights::WeightSource;
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -27,7 +27,7 @@ pub fn build(cfg: &ModelConfig, src: &mut dyn WeightSource) -> Result<Graph> {
             .with_context(|| format!("layer {i} ({} {:?})", spec.module, spec.args))?;
         layers.push(Layer { index: i, module: spec.module.clone(), from: spec.from.clone(), outputs });
     }
-    let heads = heads.ok_or_else(|| anyhow!("the model has no DDetect / DualDDetect / DSegment layer"))?;
+    let heads = heads.ok_or_else(|| anyhow!("the model has no detect or segment layer (Detect, DDetect, DualDDetect, Segment, DSegment, DualDSegment)"))?;
     Ok(b.finish(input, layers, heads, cfg.nc))
 }
 
@@ -117,32 +117,39 @@ fn build_layer(
                 .collect::<Result<_>>()?;
             one(blocks::cbfuse(b, name, &picked, single(std::slice::from_ref(last))?))
         }
-        "DDetect" | "DualDDetect" => {
+        "Detect" | "DDetect" | "DualDDetect" | "Segment" | "DSegment" | "DualDSegment" => {
             let xs: Vec<ValueId> = from.iter().map(|v| single(std::slice::from_ref(v))).collect::<Result<_>>()?;
-            let nc = cfg.nc as i64;
-            let h = if module == "DDetect" {
-                let (output, maps) = detect_branch(b, name, &xs, nc, "cv2", "cv3", "dfl")?;
-                Heads { output, output_aux: None, strides: strides(b, &xs), maps, proto: None, nm: 0 }
-            } else {
-                let nl = xs.len() / 2;
-                let (aux, _) = detect_branch(b, name, &xs[..nl], nc, "cv2", "cv3", "dfl")?;
-                let (output, maps) = detect_branch(b, name, &xs[nl..], nc, "cv4", "cv5", "dfl2")?;
-                Heads { output, output_aux: Some(aux), strides: strides(b, &xs[nl..]), maps, proto: None, nm: 0 }
-            };
-            let out = h.output;
-            *heads = Some(h);
-            one(out)
-        }
-        "DSegment" => {
-            let xs: Vec<ValueId> = from.iter().map(|v| single(std::slice::from_ref(v))).collect::<Result<_>>()?;
-            let nm = arg_i64(args, 1, Some(32))?;
-            let h = dsegment(b, name, &xs, cfg.nc as i64, nm)?;
-            let outs = vec![h.output, h.proto.expect("a segmentation head has prototypes")];
+            let h = head(b, cfg, name, module, args, &xs)?;
+            let outs = std::iter::once(h.output).chain(h.proto).collect();
             *heads = Some(h);
             Ok(outs)
         }
         other => bail!("module `{other}` is not supported"),
     }
+}
+
+/// The detect layer: upstream's detection and segmentation heads.
+fn head(b: &mut Builder, cfg: &ModelConfig, name: &str, module: &str, args: &[serde_yaml::Value], xs: &[ValueId]) -> Result<Heads> {
+    let nc = cfg.nc as i64;
+    let nm = || arg_i64(args, 1, Some(32));
+    Ok(match module {
+        "Detect" | "DDetect" => {
+            let kind = if module == "Detect" { BoxBranch::Plain } else { BoxBranch::Grouped };
+            let (output, maps) = detect_branch(b, name, xs, nc, kind, "cv2", "cv3", "dfl")?;
+            Heads { output, output_aux: None, strides: strides(b, xs), maps, proto: None, nm: 0 }
+        }
+        "DualDDetect" => {
+            let nl = xs.len() / 2;
+            let (aux, _) = detect_branch(b, name, &xs[..nl], nc, BoxBranch::Grouped, "cv2", "cv3", "dfl")?;
+            let (output, maps) = detect_branch(b, name, &xs[nl..], nc, BoxBranch::Grouped, "cv4", "cv5", "dfl2")?;
+            Heads { output, output_aux: Some(aux), strides: strides(b, &xs[nl..]), maps, proto: None, nm: 0 }
+        }
+        "DSegment" => dsegment(b, name, xs, nc, nm()?)?,
+        "DualDSegment" => dual_dsegment(b, name, xs, nc, nm()?)?,
+        // parse_model scales Segment's prototype channels by the width multiple.
+        "Segment" => segment(b, name, xs, nc, nm()?, make_divisible(arg_i64(args, 2, Some(256))? as f64 * cfg.width_multiple, 8))?,
+        other => bail!("module `{other}` is not a detect head"),
+    })
 }
 
 fn strides(b: &Builder, xs: &[ValueId]) -> Vec<f64> {

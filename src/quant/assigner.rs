@@ -39,6 +39,8 @@ pub struct GtBoxes {
     pub boxes: Tensor,
     /// (B, M, 1) 1 for a real label, 0 for padding.
     pub mask: Tensor,
+    /// Segmentation: (B, M, Hm, Wm) each label's 0/1 mask at the prototypes' size.
+    pub masks: Option<Tensor>,
 }
 
 /// What the assigner decided, per anchor.
@@ -49,6 +51,8 @@ pub struct Assignment {
     pub scores: Tensor,
     /// (B, A) bool: anchors that learn a box.
     pub fg: Tensor,
+    /// (B, A) int64: the label slot each anchor is assigned to (within its image; 0 off the foreground).
+    pub gt_index: Tensor,
 }
 
 impl Assigner {
@@ -63,7 +67,8 @@ impl Assigner {
         let m = gt.boxes.size()[1];
         let (kind, device) = (scores.kind(), scores.device());
         if m == 0 {
-            return Assignment { boxes: boxes.zeros_like(), scores: scores.zeros_like(), fg: Tensor::zeros([b, a], (Kind::Bool, device)) };
+            let fg = Tensor::zeros([b, a], (Kind::Bool, device));
+            return Assignment { boxes: boxes.zeros_like(), scores: scores.zeros_like(), fg, gt_index: Tensor::zeros([b, a], (Kind::Int64, device)) };
         }
         let (metric, overlaps) = self.box_metrics(scores, boxes, gt);
         let inside = centres_inside(points, &gt.boxes);
@@ -81,7 +86,7 @@ impl Assigner {
         let best_metric = metric.amax([-1].as_slice(), true);
         let best_overlap = (&overlaps * &pos).amax([-1].as_slice(), true);
         let norm = (metric * best_overlap / (best_metric + self.eps)).amax([-2].as_slice(), false).unsqueeze(-1);
-        Assignment { boxes: target_boxes, scores: one_hot * norm, fg: fg.gt(0.0) }
+        Assignment { boxes: target_boxes, scores: one_hot * norm, fg: fg.gt(0.0), gt_index }
     }
 
     /// Alignment metric and CIoU (clamped at 0), both (B, M, A).

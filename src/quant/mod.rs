@@ -9,6 +9,7 @@ pub mod fake_quant;
 pub mod fp_fallback;
 pub mod histogram;
 pub mod learned_amax;
+pub mod mask_loss;
 pub mod objective;
 pub mod optimizer;
 pub mod placement;

@@ -69,7 +69,7 @@ pub struct Qat {
     /// Activation ranges trained alongside the weights (`--learn-amax`).
     learned: Option<LearnedAmax>,
     ema: Option<Ema>,
-    /// The last step's loss parts (box, cls, dfl, distill), unweighted, on the device.
+    /// The last step's loss parts (box, cls, dfl, mask, distill), unweighted, on the device.
     pub parts: Tensor,
     graphed: Option<Graphed>,
 }
@@ -86,7 +86,7 @@ struct Graphed {
 impl Graphed {
     fn fits(&self, x: &Tensor, gt: Option<&GtBoxes>) -> bool {
         let same_gt = match (&self.gt, gt) {
-            (Some(a), Some(b)) => a.boxes.size() == b.boxes.size(),
+            (Some(a), Some(b)) => a.boxes.size() == b.boxes.size() && a.masks.as_ref().map(Tensor::size) == b.masks.as_ref().map(Tensor::size),
             (None, None) => true,
             _ => false,
         };
@@ -123,7 +123,7 @@ impl Qat {
         let scale = LossScale::new(device);
         let lr = Tensor::zeros([], (Kind::Float, device));
         let task = TaskLoss::new(g.nc, &g.strides);
-        let parts = Tensor::zeros([4], (Kind::Float, device));
+        let parts = Tensor::zeros([5], (Kind::Float, device));
         Qat {
             teacher: Some(teacher),
             params,
@@ -156,7 +156,9 @@ impl Qat {
         }
         self.keep = self.supervised.clone();
         if objective.uses_labels() {
-            self.keep.extend(g.heads.iter().filter(|h| !self.supervised.contains(h)));
+            let mask_inputs = g.coefficient_maps().into_iter().chain(g.proto);
+            let wanted: Vec<ValueId> = g.heads.iter().copied().chain(mask_inputs).collect();
+            self.keep.extend(wanted.into_iter().filter(|h| !self.supervised.contains(h)));
         }
         self.needed = g.needed_nodes(&self.keep);
         self.graphed = None;
@@ -232,6 +234,9 @@ impl Qat {
                 s.labels.shallow_clone().copy_(&b.labels);
                 s.boxes.shallow_clone().copy_(&b.boxes);
                 s.mask.shallow_clone().copy_(&b.mask);
+                if let (Some(sm), Some(bm)) = (&s.masks, &b.masks) {
+                    sm.shallow_clone().copy_(bm);
+                }
             }
             if g.graph.replay().is_ok() {
                 self.parts = g.parts.copy();
@@ -251,7 +256,7 @@ impl Qat {
         let saved: Vec<Tensor> = state.iter().map(Tensor::copy).collect();
         let ema_updates = self.ema.as_ref().map(|e| e.updates);
         let x_static = x.copy();
-        let gt_static = gt.map(|g| GtBoxes { labels: g.labels.copy(), boxes: g.boxes.copy(), mask: g.mask.copy() });
+        let gt_static = gt.map(|g| GtBoxes { labels: g.labels.copy(), boxes: g.boxes.copy(), mask: g.mask.copy(), masks: g.masks.as_ref().map(Tensor::copy) });
         // A libtorch error while recording (an op that syncs with the host) panics in tch.
         let recorded =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.record(student, &x_static, gt_static.as_ref(), device))).unwrap_or_else(|p| {
@@ -358,12 +363,19 @@ impl Qat {
         }
         let o = self.objective;
         let mut loss = &distill * o.distill_weight;
-        let mut items = Tensor::zeros([3], (Kind::Float, x.device()));
+        let mut items = Tensor::zeros([4], (Kind::Float, x.device()));
         if o.uses_labels() {
-            let heads: Vec<Tensor> = student.graph().heads.iter().map(|&h| outs.get(h).shallow_clone()).collect();
-            let parts = self.task.compute(&heads, gt.expect("the task loss needs the batch's labels"));
+            let g = student.graph();
+            let gt = gt.expect("the task loss needs the batch's labels");
+            let get = |v: &ValueId| outs.get(*v).shallow_clone();
+            let heads: Vec<Tensor> = g.heads.iter().map(get).collect();
+            let parts = match (g.proto, &gt.masks) {
+                (Some(p), Some(_)) => self.task.compute_segment(&heads, &g.coefficient_maps().iter().map(get).collect::<Vec<_>>(), &get(&p), gt),
+                _ => self.task.compute(&heads, gt),
+            };
             loss += parts.total * o.task_weight;
-            items = parts.items.detach();
+            let n = parts.items.size()[0];
+            items = items.slice_scatter(&parts.items.detach(), 0, 0, n, 1);
         }
         self.parts = Tensor::cat(&[items, distill.detach().unsqueeze(0)], 0);
         if self.half {

@@ -8,13 +8,16 @@
 //!   loss over the 16 DFL bins (Li et al., "Generalized Focal Loss", NeurIPS 2020),
 //!   both weighted by the anchor's target score;
 //! * gains box 7.5, cls 0.5, dfl 1.5, and the sum times the batch size (what
-//!   upstream `train.py` backpropagates).
+//!   upstream `train.py` backpropagates);
+//! * segmentation models add the mask term ([`super::mask_loss`], upstream
+//!   `utils/segment/loss_tal.py`) with gain 2.5 / batch.
 //!
 //! The foreground is applied as a mask over all anchors (upstream selects it), so
 //! shapes never depend on the data and a CUDA graph can record the loss.
 
 use super::assigner::{Assigner, Assignment, GtBoxes};
 use super::box_iou::ciou;
+use super::mask_loss::{mask_loss, MASK_GAIN};
 use crate::model::forward::anchors;
 use tch::{Kind, Tensor};
 
@@ -34,7 +37,8 @@ pub struct TaskLoss {
 pub struct LossParts {
     /// The scalar to backpropagate: (box + cls + dfl) × batch size.
     pub total: Tensor,
-    /// (3,) box, cls, dfl after their gains (upstream's `loss_items`).
+    /// (3,) box, cls, dfl after their gains (upstream's `loss_items`); (4,) with the mask
+    /// term last for [`TaskLoss::compute_segment`].
     pub items: Tensor,
     pub assignment: Assignment,
 }
@@ -63,7 +67,7 @@ pub fn gt_boxes(labels: &[(usize, usize, [f32; 4])], batch: usize, (h, w): (i64,
     }
     let (b, m) = (batch as i64, m as i64);
     let t = |v: &[f32], d: i64| Tensor::from_slice(v).view([b, m, d]).to_device(device);
-    GtBoxes { labels: t(&cls, 1), boxes: t(&boxes, 4), mask: t(&mask, 1) }
+    GtBoxes { labels: t(&cls, 1), boxes: t(&boxes, 4), mask: t(&mask, 1), masks: None }
 }
 
 impl TaskLoss {
@@ -96,6 +100,22 @@ impl TaskLoss {
         let items = Tensor::stack(&[box_loss * BOX_GAIN, cls * CLS_GAIN, dfl_loss * DFL_GAIN], 0);
         let total = items.sum(Kind::Float) * b as f64;
         LossParts { total, items, assignment }
+    }
+
+    /// The segmentation loss: [`TaskLoss::compute`]'s terms plus the mask term of the
+    /// coefficient maps `coeffs` (per level, (B, nm, H, W)) and prototypes `proto` against
+    /// `gt.masks`.
+    pub fn compute_segment(&self, heads: &[Tensor], coeffs: &[Tensor], proto: &Tensor, gt: &GtBoxes) -> LossParts {
+        let mut parts = self.compute(heads, gt);
+        let s = heads[0].size();
+        let b = s[0];
+        // Upstream: imgsz = the first level's size times its stride.
+        let imgsz = ((s[2] as f64 * self.strides[0]) as i64, (s[3] as f64 * self.strides[0]) as i64);
+        let masks = gt.masks.as_ref().expect("the mask loss needs the labels' masks");
+        let seg = mask_loss(coeffs, proto, &parts.assignment, masks, imgsz, self.assigner.topk) * (MASK_GAIN / b as f64);
+        parts.total = &parts.total + &seg * b as f64;
+        parts.items = Tensor::cat(&[parts.items.shallow_clone(), seg.unsqueeze(0)], 0);
+        parts
     }
 
     /// Corner boxes in grid units from the DFL distributions (B, A, 4·reg_max).

@@ -3,6 +3,7 @@
 //! read only for the progress line (the host never waits for the GPU within a step).
 
 use super::assigner::GtBoxes;
+use super::mask_loss::gt_masks;
 use super::objective::LrSchedule;
 use super::qat::Qat;
 use super::task_loss::gt_boxes;
@@ -14,10 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
 /// One training batch: images in [0, 1] on the device and their labels
-/// `(image, class, [cx, cy, w, h] normalized)`.
+/// `(image, class, [cx, cy, w, h] normalized)`; with polygon labels, each label's
+/// `mask_size`² mask in label order (see `TrainBatch::masks`).
 pub struct Batch {
     pub x: Tensor,
     pub labels: Vec<(usize, usize, [f32; 4])>,
+    pub masks: Vec<u8>,
+    pub mask_size: usize,
 }
 
 /// A u8 (B,3,H,W) batch as float in [0,1] on `device`.
@@ -41,8 +45,8 @@ fn label_slots(labels: &[(usize, usize, [f32; 4])], batch: usize) -> usize {
 pub struct EpochStats {
     /// The weighted loss the optimizer saw.
     pub loss: f64,
-    /// Unweighted task-loss items (box, cls, dfl) and the layer MSE.
-    pub parts: [f64; 4],
+    /// Unweighted task-loss items (box, cls, dfl, mask) and the layer MSE.
+    pub parts: [f64; 5],
     pub images: usize,
     /// LR of the epoch's last step.
     pub lr: f64,
@@ -75,7 +79,7 @@ impl Trainer {
     ) -> Result<EpochStats> {
         let labels_used = qat.objective().uses_labels();
         let mut sum = Tensor::zeros([], (Kind::Float, student_device(student)));
-        let mut parts = Tensor::zeros([4], (Kind::Float, student_device(student)));
+        let mut parts = Tensor::zeros([5], (Kind::Float, student_device(student)));
         let mut stats = EpochStats::default();
         let mut steps = 0usize;
         for (i, b) in batches.take(self.iters).enumerate() {
@@ -105,7 +109,7 @@ impl Trainer {
         let n = steps.max(1) as f64;
         stats.loss = sum.double_value(&[]) / n;
         let p: Vec<f64> = Vec::try_from(parts.to_kind(Kind::Double)).unwrap_or_default();
-        for (k, v) in p.iter().enumerate().take(4) {
+        for (k, v) in p.iter().enumerate().take(5) {
             stats.parts[k] = v / n;
         }
         Ok(stats)
@@ -117,7 +121,12 @@ impl Trainer {
         if self.slots == 0 {
             self.slots = label_slots(&b.labels, n);
         }
-        gt_boxes(&b.labels, n, (h, w), self.slots, b.x.device())
+        let mut gt = gt_boxes(&b.labels, n, (h, w), self.slots, b.x.device());
+        if b.mask_size > 0 {
+            let m = gt.boxes.size()[1] as usize;
+            gt.masks = Some(gt_masks(&b.labels, &b.masks, b.mask_size, n, m, b.x.device()));
+        }
+        gt
     }
 }
 

@@ -2,6 +2,8 @@
 //! when it is missing (a test that returns early on missing data cannot fail).
 #![allow(dead_code)]
 
+pub mod reference_nms;
+
 use std::path::{Path, PathBuf};
 
 /// `../shared`, beside the repository (CI clones it there).
