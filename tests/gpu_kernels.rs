@@ -3,8 +3,9 @@
 //! where a missing GPU or missing kernels fail loudly.
 
 use tch::{Device, Kind, Tensor};
-use yolo_qat::cuda::kernels::{available, silu_fake_quant};
+use yolo_qat::cuda::kernels::{available, learned_fake_quant, silu_fake_quant};
 use yolo_qat::quant::fake_quant::train_fake_quant;
+use yolo_qat::quant::learned_amax::fake_quant_learned;
 
 fn gpu() -> Device {
     assert!(tch::Cuda::is_available(), "no CUDA device: run this on a GPU machine");
@@ -47,6 +48,45 @@ fn silu_fake_quant_matches_silu_then_fake_quant() {
         for (shape, cl) in [(&[2i64, 64, 40, 40][..], false), (&[2, 64, 40, 40][..], true), (&[1, 3, 7, 5][..], false), (&[10, 256, 80, 80][..], true)] {
             for amax in [0.37, 4.0, 11.3] {
                 check(kind, shape, cl, amax);
+            }
+        }
+    }
+}
+
+/// The learned-range kernel against the composite: values and input gradients identical,
+/// the range's gradient (a sum over the tensor, in another order) to 1e-5 relative.
+fn check_learned(kind: Kind, shape: &[i64], channels_last: bool, amax: f32) {
+    let d = gpu();
+    tch::manual_seed(9);
+    let mut x = (Tensor::randn(shape, (Kind::Float, d)) * (1.5 * amax as f64)).to_kind(kind);
+    if channels_last {
+        x = yolo_qat::model::graph::channels_last(&x);
+    }
+    let dy = Tensor::randn(shape, (Kind::Float, d)).to_kind(kind);
+    let run = |fused: bool| {
+        let xa = x.detach().set_requires_grad(true);
+        let a = Tensor::from(amax).to_device(d).set_requires_grad(true);
+        let y = if fused { learned_fake_quant(&xa, &a).expect("fused op on CUDA") } else { fake_quant_learned(&xa, &a) };
+        (&y * &dy).sum(Some(Kind::Float)).backward();
+        (y.detach(), xa.grad(), a.grad().double_value(&[]), y.stride(), xa.stride())
+    };
+    let (yr, gxr, gar, _, _) = run(false);
+    let (yf, gxf, gaf, ys, xs) = run(true);
+    let what = format!("{kind:?} {shape:?} channels_last={channels_last} amax={amax}");
+    assert_eq!(yf.kind(), kind, "{what}");
+    assert_eq!(ys, xs, "{what}: output keeps the input's layout");
+    assert_eq!(max_diff(&yf, &yr), 0.0, "{what}: values");
+    assert_eq!(max_diff(&gxf, &gxr), 0.0, "{what}: input gradients");
+    assert!((gaf - gar).abs() <= 1e-5 * gar.abs().max(1.0), "{what}: amax gradient {gaf} vs {gar}");
+}
+
+#[test]
+#[ignore]
+fn learned_fake_quant_matches_the_composite() {
+    for kind in [Kind::Half, Kind::Float] {
+        for (shape, cl) in [(&[2i64, 64, 40, 40][..], false), (&[2, 64, 40, 40][..], true), (&[1, 3, 7, 5][..], false), (&[10, 256, 80, 80][..], true)] {
+            for amax in [0.37f32, 4.0, 11.3] {
+                check_learned(kind, shape, cl, amax);
             }
         }
     }

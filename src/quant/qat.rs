@@ -15,7 +15,7 @@ use super::quantizer::QuantTable;
 use super::task_loss::TaskLoss;
 use super::QuantModel;
 use crate::cuda::graph::CudaGraph;
-use crate::cuda::kernels::silu_fake_quant;
+use crate::cuda::kernels::{learned_fake_quant, silu_fake_quant};
 use crate::model::forward::{NoQuant, QuantHook};
 use crate::model::graph::{channels_last, Graph, QuantId, ValueId};
 use crate::model::Activation;
@@ -468,7 +468,7 @@ impl QuantHook for TrainQuant<'_> {
     fn activation(&mut self, q: QuantId, x: &Tensor) -> Tensor {
         if let Some((l, amaxes)) = self.learned {
             if let Some(i) = l.slot(q) {
-                return fake_quant_learned(x, &amaxes[i]);
+                return learned_fake_quant(x, &amaxes[i]).unwrap_or_else(|| fake_quant_learned(x, &amaxes[i]));
             }
         }
         match &self.table.quantizers[q].params {

@@ -1,0 +1,101 @@
+// Per-tensor INT8 fake quantization with a learned range (LSQ, Esser et al., ICLR 2020),
+// forward and backward each one pass over the activation. The composite it replaces
+// (quant/learned_amax.rs `fake_quant_learned`) runs in fp32: t = x / s (s = amax / 127),
+// q = clamp(t + (round(t) − t).detach(), −128, 127), y = q · s, cast to x's type; its
+// backward is another string of elementwise ops plus two sums for the amax gradient.
+//
+// The arithmetic follows the composite's autograd, so the values and the input gradient
+// are bit-identical:
+// * s: ATen divides by a host scalar as a product with its reciprocal: amax · (1 / 127);
+// * forward: round(t) is exact through the straight-through form (Sterbenz), rint = round
+//   half to even as torch.round; y = q · s in fp32, rounded once to the tensor's type;
+// * dx = ((dy · s) · inside) / s, inside = −128 ≤ round(t) ≤ 127 (clamp's gradient);
+// * d amax = (Σ dy · q + Σ −((dy · s) · inside) · x / (s · s)) / 127, the two sums of the
+//   Mul and Div backward, accumulated per block in double and added atomically (the order
+//   of a sum differs from ATen's reduction, so this one agrees to rounding, not bits).
+// The range is read from device memory: nothing waits for the host (CUDA-graph safe).
+// Pure CUDA C++: no torch headers. Launchers return cudaError_t as int.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+namespace {
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__global__ void lfq_forward(const T* __restrict__ x, T* __restrict__ y, int64_t n, const float* __restrict__ amax) {
+  const float s = *amax * (1.0f / 127.0f);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float t = to_f<T>(x[i]) / s;
+    const float q = fminf(fmaxf(rintf(t), -128.0f), 127.0f);
+    y[i] = from_f<T>(q * s);
+  }
+}
+
+template <typename T>
+__global__ void lfq_backward(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, int64_t n, const float* __restrict__ amax,
+                             double* __restrict__ damax_sum) {
+  __shared__ double partial[kThreads];
+  const float s = *amax * (1.0f / 127.0f);
+  double acc = 0.0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float xf = to_f<T>(x[i]);
+    const float g = to_f<T>(dy[i]);
+    const float r = rintf(xf / s);
+    const bool inside = r >= -128.0f && r <= 127.0f;
+    const float q = fminf(fmaxf(r, -128.0f), 127.0f);
+    const float gt = inside ? g * s : 0.0f;  // the gradient reaching t
+    dx[i] = from_f<T>(gt / s);
+    acc += (double)(g * q) + (double)(-gt * xf / (s * s));
+  }
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) atomicAdd(damax_sum, partial[0]);
+}
+
+unsigned blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 65535 * 8 ? b : 65535 * 8);
+}
+
+}  // namespace
+
+extern "C" {
+
+// dtype: 0 = float, 1 = half. x, y: n contiguous elements; amax: one float, on the device.
+int yq_lfq_forward(int dtype, const void* x, void* y, int64_t n, const float* amax, void* stream) {
+  if (n == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (dtype == 1)
+    lfq_forward<__half><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __half*>(x), static_cast<__half*>(y), n, amax);
+  else
+    lfq_forward<float><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const float*>(x), static_cast<float*>(y), n, amax);
+  return static_cast<int>(cudaGetLastError());
+}
+
+// damax_sum: one double on the device, zeroed by the caller; receives the amax gradient × 127.
+int yq_lfq_backward(int dtype, const void* dy, const void* x, void* dx, int64_t n, const float* amax, double* damax_sum, void* stream) {
+  if (n == 0) return 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (dtype == 1)
+    lfq_backward<__half><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __half*>(dy), static_cast<const __half*>(x), static_cast<__half*>(dx), n, amax,
+                                                             damax_sum);
+  else
+    lfq_backward<float><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const float*>(dy), static_cast<const float*>(x), static_cast<float*>(dx), n, amax,
+                                                            damax_sum);
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // extern "C"
