@@ -178,17 +178,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         None => None,
     };
     let calib_s = calibrate_for_bench(m, loader.as_ref(), x, a, device)?;
-    let settings = QatSettings::of(if a.recipe == RecipeArg::Default { Recipe::Default } else { Recipe::Seed });
-    let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
-    qat.set_objective(m, settings.objective);
-    if let Some(lr) = settings.learn_amax {
-        qat.learn_amax(m, lr);
-    }
-    if let Some((decay, tau)) = settings.ema {
-        qat.enable_ema(decay, tau);
-    }
-    qat.set_channels_last(a.channels_last);
-    let gt = settings.objective.uses_labels().then(|| synthetic_labels(a.batch_size, a.imgsz, device));
+    let (mut qat, gt) = student(m, a, device);
     let gt = gt.as_ref();
     let mut graphed = false;
     if device.is_cuda() && !a.no_cuda_graph {
@@ -213,7 +203,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let step_peak = crate::cuda::memory::allocator_peak(device);
     let ips = a.batch_size as f64 / step_s;
     let mut out = serde_json::json!({
-        "bench": "qat", "objective": settings.objective.kind.name(), "cuda_graph": graphed, "channels_last": a.channels_last, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
+        "bench": "qat", "objective": qat.objective().kind.name(), "cuda_graph": graphed, "channels_last": a.channels_last, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
         "step_ms": step_s * 1e3, "images_per_s": ips,
         "tflops": 4.0 * gf * ips / 1e3,
         "fused_ops_before_timing": fused_ops,
@@ -225,20 +215,41 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         })?;
     }
     if let Some(l) = loader {
-        let t = Instant::now();
-        let mut n = 0;
-        for b in l.iter_forever(1).take(a.iters) {
-            let xb = images_to_tensor(&b.images, b.batch, b.size, b.size, device);
-            let gb = gt.map(|_| gt_boxes(&b.labels, b.batch, (b.size as i64, b.size as i64), LABEL_SLOTS, device));
-            let _ = qat.step_with(m, &xb, gb.as_ref(), 1e-6);
-            n += b.batch;
-        }
-        sync(device);
-        let loader_ips = n as f64 / t.elapsed().as_secs_f64();
+        let loader_ips = with_loader(&mut qat, m, &l, gt.is_some(), a, device);
         out["images_per_s_with_loader"] = serde_json::json!(loader_ips);
         out["gpu_share"] = serde_json::json!(loader_ips / ips);
     }
     Ok(out)
+}
+
+/// The QAT student of `--recipe`'s settings, and synthetic labels when its objective needs them.
+fn student(m: &mut Detector, a: &Args, device: Device) -> (Qat, Option<GtBoxes>) {
+    let settings = QatSettings::of(if a.recipe == RecipeArg::Default { Recipe::Default } else { Recipe::Seed });
+    let mut qat = Qat::new(m, None, Supervision::recipe(1), device.is_cuda());
+    qat.set_objective(m, settings.objective);
+    if let Some(lr) = settings.learn_amax {
+        qat.learn_amax(m, lr);
+    }
+    if let Some((decay, tau)) = settings.ema {
+        qat.enable_ema(decay, tau);
+    }
+    qat.set_channels_last(a.channels_last);
+    let gt = settings.objective.uses_labels().then(|| synthetic_labels(a.batch_size, a.imgsz, device));
+    (qat, gt)
+}
+
+/// Images per second of whole steps fed by the augmented loader (its labels when `labels`).
+fn with_loader(qat: &mut Qat, m: &mut Detector, l: &TrainLoader, labels: bool, a: &Args, device: Device) -> f64 {
+    let t = Instant::now();
+    let mut n = 0;
+    for b in l.iter_forever(1).take(a.iters) {
+        let xb = images_to_tensor(&b.images, b.batch, b.size, b.size, device);
+        let gb = labels.then(|| gt_boxes(&b.labels, b.batch, (b.size as i64, b.size as i64), LABEL_SLOTS, device));
+        let _ = qat.step_with(m, &xb, gb.as_ref(), 1e-6);
+        n += b.batch;
+    }
+    sync(device);
+    n as f64 / t.elapsed().as_secs_f64()
 }
 
 /// GPU time per kernel family over `steps` runs of `step`, and the 12 costliest kernels

@@ -225,7 +225,6 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let max_stride = graph.strides.iter().cloned().fold(1.0, f64::max).round() as i64;
     opts.validate(max_stride)?;
     let opset = opts.opset();
-    let nc = graph.nc as i64;
     let (h, w) = opts.imgsz;
     let batch = if opts.dynamic || opts.end2end.is_some() { Dim::Sym("batch".into()) } else { Dim::Fixed(opts.batch) };
     let sizes = if opts.dynamic {
@@ -242,42 +241,7 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
     let mut qdq = QdqEmitter::new(model.quant.as_ref().map(|q| &q.table));
     let plan = ShapePlan { batch: batch.clone(), sizes };
     let lowered = lower_graph(&mut g, graph, &mut qdq, &images, &plan, ["output0", "output1"])?;
-    let rows = 4 + nc + graph.nm as i64;
-    let output0 = TensorSpec { name: lowered.output.clone(), dims: vec![batch.clone(), Dim::Fixed(rows), lowered.anchors.clone()], elem: Elem::F32 };
-    let output1 = lowered.proto.as_ref().map(|(name, hw)| {
-        let hw = hw.map_or_else(|| [Dim::Sym("proto_height".into()), Dim::Sym("proto_width".into())], |(h, w)| [Dim::Fixed(h), Dim::Fixed(w)]);
-        TensorSpec { name: name.clone(), dims: vec![batch.clone(), Dim::Fixed(graph.nm as i64), hw[0].clone(), hw[1].clone()], elem: Elem::F32 }
-    });
-
-    let mut domains = Vec::new();
-    let outputs = match &opts.end2end {
-        None => {
-            let outs: Vec<TensorSpec> = std::iter::once(output0).chain(output1).collect();
-            for o in &outs {
-                g.add_output(&o.name, Elem::F32, &o.dims);
-            }
-            outs
-        }
-        Some(e) => {
-            let seg = lowered.proto.as_ref().map(|(proto, _)| end2end::SegOutputs { proto, nm: graph.nm as i64 });
-            end2end::append(&mut g, e, &lowered.output, &images, nc, seg.as_ref(), &batch, opset)?;
-            if e.nms == Nms::Trt {
-                domains.push(("TRT", 1));
-            }
-            let k = Dim::Fixed(e.topk_all);
-            let mut outs = vec![
-                TensorSpec { name: "num_dets".into(), dims: vec![batch.clone(), Dim::Fixed(1)], elem: Elem::I32 },
-                TensorSpec { name: "det_boxes".into(), dims: vec![batch.clone(), k.clone(), Dim::Fixed(4)], elem: Elem::F32 },
-                TensorSpec { name: "det_scores".into(), dims: vec![batch.clone(), k.clone()], elem: Elem::F32 },
-                TensorSpec { name: "det_classes".into(), dims: vec![batch.clone(), k.clone()], elem: Elem::I32 },
-            ];
-            if seg.is_some() {
-                let rr = Dim::Fixed(e.masks.resolution * e.masks.resolution);
-                outs.push(TensorSpec { name: end2end::MASKS_OUTPUT.into(), dims: vec![batch.clone(), k, rr], elem: Elem::F32 });
-            }
-            outs
-        }
-    };
+    let (outputs, domains) = declare_outputs(&mut g, opts, graph, &lowered, &images, &batch, opset)?;
     let metadata = vec![
         ("stride".to_string(), max_stride.to_string()),
         ("names".to_string(), names_dict(&model.names)),
@@ -296,6 +260,50 @@ pub fn build(model: &Detector, opts: &ExportOptions) -> Result<Built> {
         qdq: qdq.stats,
         quantized: model.quant.is_some(),
     })
+}
+
+/// An operator-set domain besides the default one, and its version.
+type Domain = (&'static str, i64);
+
+/// The graph outputs: `output0` (and `output1`) as lowered, or the end-to-end part's; and the
+/// operator-set domains the end-to-end part needs.
+fn declare_outputs(
+    g: &mut OnnxBuilder,
+    opts: &ExportOptions,
+    graph: &crate::model::Graph,
+    lowered: &lower::Lowered,
+    images: &str,
+    batch: &Dim,
+    opset: i64,
+) -> Result<(Vec<TensorSpec>, Vec<Domain>)> {
+    let Some(e) = &opts.end2end else {
+        let rows = 4 + graph.nc as i64 + graph.nm as i64;
+        let output0 = TensorSpec { name: lowered.output.clone(), dims: vec![batch.clone(), Dim::Fixed(rows), lowered.anchors.clone()], elem: Elem::F32 };
+        let output1 = lowered.proto.as_ref().map(|(name, hw)| {
+            let hw = hw.map_or_else(|| [Dim::Sym("proto_height".into()), Dim::Sym("proto_width".into())], |(h, w)| [Dim::Fixed(h), Dim::Fixed(w)]);
+            TensorSpec { name: name.clone(), dims: vec![batch.clone(), Dim::Fixed(graph.nm as i64), hw[0].clone(), hw[1].clone()], elem: Elem::F32 }
+        });
+        let outs: Vec<TensorSpec> = std::iter::once(output0).chain(output1).collect();
+        for o in &outs {
+            g.add_output(&o.name, Elem::F32, &o.dims);
+        }
+        return Ok((outs, Vec::new()));
+    };
+    let seg = lowered.proto.as_ref().map(|(proto, _)| end2end::SegOutputs { proto, nm: graph.nm as i64 });
+    end2end::append(g, e, &lowered.output, images, graph.nc as i64, seg.as_ref(), batch, opset)?;
+    let domains = if e.nms == Nms::Trt { vec![("TRT", 1)] } else { Vec::new() };
+    let k = Dim::Fixed(e.topk_all);
+    let mut outs = vec![
+        TensorSpec { name: "num_dets".into(), dims: vec![batch.clone(), Dim::Fixed(1)], elem: Elem::I32 },
+        TensorSpec { name: "det_boxes".into(), dims: vec![batch.clone(), k.clone(), Dim::Fixed(4)], elem: Elem::F32 },
+        TensorSpec { name: "det_scores".into(), dims: vec![batch.clone(), k.clone()], elem: Elem::F32 },
+        TensorSpec { name: "det_classes".into(), dims: vec![batch.clone(), k.clone()], elem: Elem::I32 },
+    ];
+    if seg.is_some() {
+        let rr = Dim::Fixed(e.masks.resolution * e.masks.resolution);
+        outs.push(TensorSpec { name: end2end::MASKS_OUTPUT.into(), dims: vec![batch.clone(), k, rr], elem: Elem::F32 });
+    }
+    Ok((outs, domains))
 }
 
 /// Exports `model` to `path` (written atomically) after the TensorRT rules check passes.
