@@ -78,3 +78,30 @@ fn flips_mirror_the_masks_with_the_image() {
     }
     assert_eq!(labels_ud.len(), labels.len());
 }
+
+#[test]
+fn box_only_images_keep_their_labels_with_box_masks() {
+    // The same images, every polygon dropped (as a box-only label file reads): no label is
+    // lost to the polygon path, and each mask is its box filled.
+    let data = DataConfig::load(&common::require(common::SEG_DATA)).unwrap();
+    let opts = ValSetOptions { imgsz: 128, batch_size: 1, rect: false, ..ValSetOptions::default() };
+    let set = ValSet::load(&data.train, data.nc(), opts).unwrap();
+    let segments = set.entries.iter().map(|e| vec![Vec::new(); e.rows.len()]).collect();
+    let samples: Vec<_> = set.entries.into_iter().map(|e| (e.path, e.rows)).collect();
+    let hyp = Hyp { fliplr: 0.0, flipud: 0.0, ..Hyp::no_augment() };
+    let plain = TrainLoader::new(samples.clone(), 128, 1, hyp.clone(), 5, 0);
+    let boxes = TrainLoader::new(samples, 128, 1, hyp, 5, 0).with_segments(segments);
+    let (_, want, _) = plain.sample(0, 2).unwrap();
+    let (_, labels, masks, _) = boxes.sample_with_masks(0, 2).unwrap();
+    assert_eq!(labels, want, "the labels are the box loader's");
+    let ms = 32usize;
+    assert_eq!(masks.len(), labels.len() * ms * ms);
+    for (k, l) in labels.iter().enumerate() {
+        let [cx, cy, w, h] = l.xywhn;
+        // The box's centre cell is set, a cell well outside is not.
+        let (x, y) = ((cx * ms as f32) as usize, (cy * ms as f32) as usize);
+        if w * ms as f32 >= 2.0 && h * ms as f32 >= 2.0 {
+            assert_eq!(masks[k * ms * ms + y * ms + x], 1, "label {k}: centre of its box");
+        }
+    }
+}

@@ -174,14 +174,16 @@ impl TrainLoader {
     }
 
     /// Polygon labels, one list per image (normalized, one polygon per label row), to carry
-    /// through the augmentations and to draw each label's mask from. Panics when the counts
-    /// disagree with the images' or their label rows'.
+    /// through the augmentations and to draw each label's mask from. An image whose label
+    /// file holds boxes (no polygon) keeps its boxes, and its masks are the boxes filled.
+    /// Panics when the counts disagree with the images' or their label rows'.
     pub fn with_segments(mut self, segments: Vec<Vec<Polygon>>) -> Self {
         assert_eq!(segments.len(), self.inner.items.len(), "TrainLoader::with_segments: one polygon list per image");
         for (i, (s, item)) in segments.iter().zip(&self.inner.items).enumerate() {
             assert!(s.is_empty() || s.len() == item.1.len(), "TrainLoader::with_segments: image {i} has {} rows but {} polygons", item.1.len(), s.len());
         }
-        self.inner_mut().segments = Some(segments.into_iter().map(Arc::new).collect());
+        let boxes_only = |s: &Vec<Polygon>| s.iter().all(Vec::is_empty);
+        self.inner_mut().segments = Some(segments.into_iter().map(|s| Arc::new(if boxes_only(&s) { Vec::new() } else { s })).collect());
         self
     }
 
