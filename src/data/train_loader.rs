@@ -361,15 +361,12 @@ impl Inner {
         labels
             .iter()
             .enumerate()
-            .flat_map(|(i, l)| {
-                let poly = match polys.get(i).filter(|_| polys.len() == labels.len()) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let [x1, y1, x2, y2] = l.xyxy;
-                        vec![[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
-                    }
-                };
-                polygon_mask_downsampled(h, w, &poly, r)
+            .flat_map(|(i, l)| match polys.get(i).filter(|_| polys.len() == labels.len()) {
+                Some(p) => polygon_mask_downsampled(h, w, p, r),
+                None => {
+                    let [x1, y1, x2, y2] = l.xyxy;
+                    polygon_mask_downsampled(h, w, &[[x1, y1], [x2, y1], [x2, y2], [x1, y2]], r)
+                }
             })
             .collect()
     }

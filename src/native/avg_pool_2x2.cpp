@@ -1,29 +1,18 @@
 // 2x2 / stride 1 average pooling (ADown) as one autograd op on the kernels of
 // avg_pool_2x2.cu: contiguous NCHW CUDA tensors of float or half, H and W >= 2.
-#include <ATen/ATen.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstring>
-#include <exception>
-#include <stdexcept>
+#include "op_shim.h"
 
 extern "C" int yq_avg_pool_2x2_forward(int dtype, const void* x, void* y, int64_t planes, int h, int w, void* stream);
 extern "C" int yq_avg_pool_2x2_backward(int dtype, const void* dy, void* dx, int64_t planes, int h, int w, void* stream);
 
 namespace {
 
-int dtype_code(const at::Tensor& t) {
-  if (t.scalar_type() == at::kHalf) return 1;
-  if (t.scalar_type() == at::kFloat) return 0;
-  throw std::invalid_argument("avg pool 2x2: float or half tensors only");
-}
+using yq::check;
+using yq::stream_of;
 
-void check(int rc, const char* what) {
-  if (rc != 0) throw std::runtime_error(std::string(what) + ": CUDA error " + std::to_string(rc));
-}
-
-void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+int dtype_code(const at::Tensor& t) { return yq::dtype_code(t, "avg pool 2x2"); }
 
 struct AvgPool2x2 : public torch::autograd::Function<AvgPool2x2> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
@@ -53,13 +42,6 @@ extern "C" {
 // x: a tch tensor (at::Tensor*); returns the pooled tensor, or null with *err set to a
 // strdup'ed message that the caller frees.
 void* yq_avg_pool_2x2(void* x, char** err) {
-  try {
-    return new at::Tensor(AvgPool2x2::apply(*static_cast<at::Tensor*>(x)));
-  } catch (const std::exception& e) {
-    *err = strdup(e.what());
-  } catch (...) {
-    *err = strdup("unknown C++ exception");
-  }
-  return nullptr;
+  return yq::new_tensor_or_error(err, [&] { return AvgPool2x2::apply(*static_cast<at::Tensor*>(x)); });
 }
 }

@@ -3,30 +3,19 @@
 // gradient; see there for the arithmetic, which is the composite's). CUDA tensors of float
 // or half whose memory is dense (the kernels walk the raw buffer; the output takes x's
 // strides); amax a one-element float CUDA tensor (the gradient flows to it).
-#include <ATen/ATen.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstring>
-#include <exception>
-#include <stdexcept>
+#include "op_shim.h"
 
 extern "C" int yq_lfq_forward(int dtype, const void* x, void* y, int64_t n, const float* amax, void* stream);
 extern "C" int yq_lfq_backward(int dtype, const void* dy, const void* x, void* dx, int64_t n, const float* amax, double* damax_sum, void* stream);
 
 namespace {
 
-int dtype_code(const at::Tensor& t) {
-  if (t.scalar_type() == at::kHalf) return 1;
-  if (t.scalar_type() == at::kFloat) return 0;
-  throw std::invalid_argument("learned fake-quant: float or half tensors only");
-}
+using yq::check;
+using yq::stream_of;
 
-void check(int rc, const char* what) {
-  if (rc != 0) throw std::runtime_error(std::string(what) + ": CUDA error " + std::to_string(rc));
-}
-
-void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+int dtype_code(const at::Tensor& t) { return yq::dtype_code(t, "learned fake-quant"); }
 
 struct LearnedFakeQuant : public torch::autograd::Function<LearnedFakeQuant> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& amax_in) {
@@ -64,13 +53,6 @@ extern "C" {
 // x, amax: tch tensors (at::Tensor*); returns fake-quant(x) with the learned range amax as
 // a new tensor, or null with *err set to a strdup'ed message that the caller frees.
 void* yq_learned_fake_quant(void* x, void* amax, char** err) {
-  try {
-    return new at::Tensor(LearnedFakeQuant::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(amax)));
-  } catch (const std::exception& e) {
-    *err = strdup(e.what());
-  } catch (...) {
-    *err = strdup("unknown C++ exception");
-  }
-  return nullptr;
+  return yq::new_tensor_or_error(err, [&] { return LearnedFakeQuant::apply(*static_cast<at::Tensor*>(x), *static_cast<at::Tensor*>(amax)); });
 }
 }

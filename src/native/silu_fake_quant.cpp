@@ -3,32 +3,20 @@
 // which is ATen's). Only SiLU's input is kept for the backward, not its output.
 // CUDA tensors of float or half whose memory is dense (any dimension order, e.g.
 // channels-last): the kernels run over the raw buffer, the output takes x's strides.
-#include <ATen/ATen.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstring>
-#include <exception>
-#include <stdexcept>
-
 #include "next_above.h"
+#include "op_shim.h"
 
 extern "C" int yq_silu_fq_forward(int dtype, const void* x, void* y, int64_t n, float scale, void* stream);
 extern "C" int yq_silu_fq_backward(int dtype, const void* dy, const void* x, void* dx, int64_t n, float lo, float hi, void* stream);
 
 namespace {
 
-int dtype_code(const at::Tensor& t) {
-  if (t.scalar_type() == at::kHalf) return 1;
-  if (t.scalar_type() == at::kFloat) return 0;
-  throw std::invalid_argument("silu fake-quant: float or half tensors only");
-}
+using yq::check;
+using yq::stream_of;
 
-void check(int rc, const char* what) {
-  if (rc != 0) throw std::runtime_error(std::string(what) + ": CUDA error " + std::to_string(rc));
-}
-
-void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+int dtype_code(const at::Tensor& t) { return yq::dtype_code(t, "silu fake-quant"); }
 
 struct SiluFakeQuant : public torch::autograd::Function<SiluFakeQuant> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x_in, double amax) {
@@ -62,13 +50,6 @@ extern "C" {
 // x: a tch tensor (at::Tensor*) holding SiLU's input; returns fake-quant(SiLU(x)) as a new
 // tensor, or null with *err set to a strdup'ed message that the caller frees.
 void* yq_silu_fake_quant(void* x, double amax, char** err) {
-  try {
-    return new at::Tensor(SiluFakeQuant::apply(*static_cast<at::Tensor*>(x), amax));
-  } catch (const std::exception& e) {
-    *err = strdup(e.what());
-  } catch (...) {
-    *err = strdup("unknown C++ exception");
-  }
-  return nullptr;
+  return yq::new_tensor_or_error(err, [&] { return SiluFakeQuant::apply(*static_cast<at::Tensor*>(x), amax); });
 }
 }

@@ -59,6 +59,8 @@ pub struct Qat {
     supervised: Vec<ValueId>,
     /// Values the student keeps: the supervised ones, and the head maps for the task loss.
     keep: Vec<ValueId>,
+    /// Segmentation models: the coefficient maps and the prototypes the mask loss reads.
+    mask_inputs: Option<(Vec<ValueId>, ValueId)>,
     /// Nodes the kept values depend on, for the student and for the teacher.
     needed: Vec<bool>,
     teacher_needed: Vec<bool>,
@@ -133,6 +135,7 @@ impl Qat {
             objective: Objective::distill(),
             task,
             keep: supervised.clone(),
+            mask_inputs: g.proto.map(|p| (g.coefficient_maps(), p)),
             supervised,
             teacher_needed: needed.clone(),
             needed,
@@ -156,7 +159,7 @@ impl Qat {
         }
         self.keep = self.supervised.clone();
         if objective.uses_labels() {
-            let mask_inputs = g.coefficient_maps().into_iter().chain(g.proto);
+            let mask_inputs = self.mask_inputs.iter().flat_map(|(coeffs, p)| coeffs.iter().copied().chain([*p]));
             let wanted: Vec<ValueId> = g.heads.iter().copied().chain(mask_inputs).collect();
             self.keep.extend(wanted.into_iter().filter(|h| !self.supervised.contains(h)));
         }
@@ -369,8 +372,8 @@ impl Qat {
             let gt = gt.expect("the task loss needs the batch's labels");
             let get = |v: &ValueId| outs.get(*v).shallow_clone();
             let heads: Vec<Tensor> = g.heads.iter().map(get).collect();
-            let parts = match (g.proto, &gt.masks) {
-                (Some(p), Some(_)) => self.task.compute_segment(&heads, &g.coefficient_maps().iter().map(get).collect::<Vec<_>>(), &get(&p), gt),
+            let parts = match (&self.mask_inputs, &gt.masks) {
+                (Some((coeffs, p)), Some(_)) => self.task.compute_segment(&heads, &coeffs.iter().map(get).collect::<Vec<_>>(), &get(p), gt),
                 _ => self.task.compute(&heads, gt),
             };
             loss += parts.total * o.task_weight;

@@ -6,7 +6,7 @@
 //! product sampled inside the box at R×R (the product is linear in the prototypes), so
 //! padding rows aside the two differ only by where the samples fall.
 
-use super::{End2End, Kept, Nms, SegOutputs};
+use super::{batch_column, BatchColumn, End2End, Kept, Nms, SegOutputs};
 use crate::export::onnx_builder::{Attr, OnnxBuilder};
 
 /// Appends the mask branch; `boxes` are the (B, K, 4) corner boxes, `output` the name to give `det_masks`.
@@ -47,13 +47,7 @@ fn kept_coefficients(g: &mut OnnxBuilder, output0: &str, nc: i64, nm: i64, ancho
 /// (B·K,) int64: the image of each output row.
 fn row_batch_indices(g: &mut OnnxBuilder, anchors: &str) -> String {
     let p = "end2end/masks";
-    let shape = g.node("Shape", &format!("{p}/rows_shape"), &[anchors], vec![]);
-    let (z1, o1) = (g.const_i64(&[0]), g.const_i64(&[1]));
-    let b1 = g.node("Slice", &format!("{p}/batch"), &[&shape, &z1, &o1], vec![]);
-    let b0 = g.node("Squeeze", &format!("{p}/batch_scalar"), &[&b1, &z1], vec![]);
-    let (zero, one) = (g.scalar_i64(0), g.scalar_i64(1));
-    let images = g.node("Range", &format!("{p}/images"), &[&zero, &b0, &one], vec![]);
-    let col = g.node("Unsqueeze", &format!("{p}/images_col"), &[&images, &o1], vec![]);
+    let BatchColumn { shape, column: col, .. } = batch_column(g, p, anchors);
     let grid = g.node("Expand", &format!("{p}/row_images"), &[&col, &shape], vec![]);
     let flat = g.const_i64(&[-1]);
     g.node("Reshape", &format!("{p}/batch_indices"), &[&grid, &flat], vec![])

@@ -159,6 +159,25 @@ pub fn append(g: &mut OnnxBuilder, e: &End2End, output0: &str, images: &str, nc:
     Ok(())
 }
 
+/// The shape of `like` (whose first dimension is the batch), its batch as a 1-D [B], and the
+/// (B, 1) column 0..B of image indices.
+struct BatchColumn {
+    shape: String,
+    batch: String,
+    column: String,
+}
+
+fn batch_column(g: &mut OnnxBuilder, p: &str, like: &str) -> BatchColumn {
+    let shape = g.node("Shape", &format!("{p}/shape"), &[like], vec![]);
+    let (z1, o1) = (g.const_i64(&[0]), g.const_i64(&[1]));
+    let batch = g.node("Slice", &format!("{p}/batch"), &[&shape, &z1, &o1], vec![]);
+    let b0 = g.node("Squeeze", &format!("{p}/batch_scalar"), &[&batch, &z1], vec![]);
+    let (zero, one) = (g.scalar_i64(0), g.scalar_i64(1));
+    let images = g.node("Range", &format!("{p}/image_index"), &[&zero, &b0, &one], vec![]);
+    let column = g.node("Unsqueeze", &format!("{p}/image_index_col"), &[&images, &o1], vec![]);
+    BatchColumn { shape, batch, column }
+}
+
 /// boxes (B, A, 4) centre-size and scores (B, A, nc) from output0 (B, 4+nc+nm, A).
 fn boxes_scores(g: &mut OnnxBuilder, output0: &str, nc: i64, nm: i64) -> (String, String) {
     let t = g.node("Transpose", "end2end/transpose", &[output0], vec![("perm", Attr::Ints(vec![0, 2, 1]))]);

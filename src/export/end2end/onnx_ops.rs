@@ -3,7 +3,7 @@
 //! per image by score through a dense (B, N+K) score matrix and TopK, then Gather; boxes
 //! converted to corners.
 
-use super::{End2End, Kept};
+use super::{batch_column, BatchColumn, End2End, Kept};
 use crate::export::onnx_builder::{Attr, Elem, OnnxBuilder};
 use anyhow::Result;
 
@@ -102,13 +102,8 @@ fn corners(g: &mut OnnxBuilder, bx: &str) -> String {
 /// Dense (B, N) scores, -1 where the row is another image's; K sentinel columns so TopK
 /// always has K; the K best per image.
 fn top_rows(g: &mut OnnxBuilder, e: &End2End, images: &str, sel: &Selected) -> TopRows {
-    let shape = g.node("Shape", &format!("{P}/images_shape"), &[images], vec![]);
-    let (z1, o1) = (g.const_i64(&[0]), g.const_i64(&[1]));
-    let b1 = g.node("Slice", &format!("{P}/batch"), &[&shape, &z1, &o1], vec![]);
-    let b0 = g.node("Squeeze", &format!("{P}/batch_scalar"), &[&b1, &z1], vec![]);
-    let (zero, one) = (g.scalar_i64(0), g.scalar_i64(1));
-    let images_idx = g.node("Range", &format!("{P}/image_index"), &[&zero, &b0, &one], vec![]);
-    let images_col = g.node("Unsqueeze", &format!("{P}/image_index_col"), &[&images_idx, &o1], vec![]);
+    let BatchColumn { batch: b1, column: images_col, .. } = batch_column(g, P, images);
+    let z1 = g.const_i64(&[0]);
     let batch_row = g.node("Unsqueeze", &format!("{P}/sel_batch_row"), &[&sel.image, &z1], vec![]);
     let mine = g.node("Equal", &format!("{P}/mine"), &[&images_col, &batch_row], vec![]);
     let score_row = g.node("Unsqueeze", &format!("{P}/score_row"), &[&sel.score, &z1], vec![]);
