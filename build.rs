@@ -46,8 +46,8 @@ fn main() {
     let mut defines = vec![];
     let mut objects = vec![];
     if let Some(nvcc) = &nvcc {
-        objects = kernels(nvcc, &cuda, &["silu_fake_quant.cu", "avg_pool_2x2.cu", "learned_fake_quant.cu"]);
-        files.extend(["silu_fake_quant.cpp", "avg_pool_2x2.cpp", "learned_fake_quant.cpp"]);
+        objects = kernels(nvcc, &cuda, &["silu_fake_quant.cu", "avg_pool_2x2.cu", "learned_fake_quant.cu", "bias_act.cu", "distill_mse.cu"]);
+        files.extend(["silu_fake_quant.cpp", "avg_pool_2x2.cpp", "learned_fake_quant.cpp", "bias_act.cpp", "distill_mse.cpp"]);
         defines.push("YQ_KERNELS");
         println!("cargo:rustc-cfg=yq_fused_kernels");
     }

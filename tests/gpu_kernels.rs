@@ -183,3 +183,115 @@ fn avg_pool_2x2_matches_aten() {
     }
     assert!(failures.is_empty(), "gradients differ: {failures:?}");
 }
+
+/// Whether every |a − b| is within one rounding step of the type at b's magnitude (2^-10
+/// relative for fp16, 2^-23 for fp32): sums taken in another order.
+fn within_one_step(a: &Tensor, b: &Tensor, kind: Kind) -> bool {
+    let step = if kind == Kind::Half { 2f64.powi(-10) } else { 2f64.powi(-23) };
+    let (a, b) = (a.to_kind(Kind::Double), b.to_kind(Kind::Double));
+    let allowed = b.abs() * step + 1e-30;
+    (a - &b).abs().le_tensor(&allowed).all().int64_value(&[]) == 1
+}
+
+/// Whether a sum taken in another order agrees: within one rounding step of the type at its
+/// magnitude plus float accumulation error, 2^-20 of the summed magnitudes `abs_sum`.
+fn same_sum(a: &Tensor, b: &Tensor, abs_sum: &Tensor, kind: Kind) -> bool {
+    let step = if kind == Kind::Half { 2f64.powi(-10) } else { 2f64.powi(-23) };
+    let (a, b) = (a.to_kind(Kind::Double), b.to_kind(Kind::Double));
+    let allowed = b.abs() * step + abs_sum.to_kind(Kind::Double) * 2f64.powi(-20) + 1e-30;
+    (a - &b).abs().le_tensor(&allowed).all().int64_value(&[]) == 1
+}
+
+/// A convolution's epilogue against ATen's chain (bias added, SiLU or none, fake-quant or
+/// none): values and the gradient to z identical, the bias gradient (a sum in another order)
+/// to rounding.
+fn check_bias_act(kind: Kind, shape: &[i64], channels_last: bool, act: yolo_qat::cuda::kernels::Epilogue, amax: Option<f64>) {
+    use yolo_qat::cuda::kernels::{bias_act, Epilogue};
+    let d = gpu();
+    tch::manual_seed(13);
+    let spread = 2.0 * amax.unwrap_or(2.0);
+    let mut z = (Tensor::randn(shape, (Kind::Float, d)) * spread).to_kind(kind);
+    if channels_last {
+        z = yolo_qat::model::graph::channels_last(&z);
+    }
+    let b = (Tensor::randn([shape[1]], (Kind::Float, d)) * spread).to_kind(kind);
+    let dy = Tensor::randn(shape, (Kind::Float, d)).to_kind(kind);
+    let run = |fused: bool| {
+        let (zg, bg) = (z.detach().set_requires_grad(true), b.detach().set_requires_grad(true));
+        let y = if fused {
+            bias_act(&zg, &bg, act, amax).expect("kernel on CUDA")
+        } else {
+            let x = &zg + bg.reshape([1, -1, 1, 1]);
+            let x = if act == Epilogue::SiLU { x.silu() } else { x };
+            amax.map_or(x.shallow_clone(), |a| train_fake_quant(&x, a))
+        };
+        (&y * &dy).sum(None).backward();
+        (y.detach(), zg.grad(), bg.grad())
+    };
+    let (yr, gzr, gbr) = run(false);
+    let (yf, gzf, gbf) = run(true);
+    let what = format!("{kind:?} {shape:?} channels_last={channels_last} {act:?} amax={amax:?}");
+    assert_eq!(yf.kind(), kind, "{what}");
+    assert_eq!(max_diff(&yf, &yr), 0.0, "{what}: values");
+    assert_eq!(max_diff(&gzf, &gzr), 0.0, "{what}: input gradients");
+    let abs_sum = gzr.to_kind(Kind::Double).abs().sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Double);
+    assert!(same_sum(&gbf, &gbr, &abs_sum, kind), "{what}: bias gradients differ by {:e}", max_diff(&gbf, &gbr));
+}
+
+#[test]
+#[ignore]
+fn bias_act_matches_aten() {
+    use yolo_qat::cuda::kernels::Epilogue;
+    for kind in [Kind::Half, Kind::Float] {
+        for (shape, cl) in [
+            (&[2i64, 64, 40, 40][..], false),
+            (&[2, 64, 40, 40][..], true),
+            (&[1, 3, 7, 5][..], false),
+            (&[3, 5, 7, 5][..], true),
+            (&[10, 256, 80, 80][..], false),
+        ] {
+            for act in [Epilogue::SiLU, Epilogue::Identity] {
+                for amax in [None, Some(0.37), Some(4.0), Some(11.3)] {
+                    check_bias_act(kind, shape, cl, act, amax);
+                }
+            }
+        }
+    }
+}
+
+/// The distillation loss against the composite QAT ran before (difference, square, mean
+/// over C·H·W in float, sum over images), under a loss scale: loss to 1e-5 relative, the
+/// student's gradient within one rounding step.
+#[test]
+#[ignore]
+fn distill_mse_matches_the_composite() {
+    use yolo_qat::cuda::kernels::distill_mse;
+    let d = gpu();
+    for kind in [Kind::Half, Kind::Float] {
+        for (shape, cl) in [(&[2i64, 64, 40, 40][..], false), (&[2, 64, 40, 40][..], true), (&[1, 3, 7, 5][..], false), (&[10, 256, 80, 80][..], false)] {
+            tch::manual_seed(17);
+            let mut s = Tensor::randn(shape, (Kind::Float, d)).to_kind(kind);
+            if cl {
+                s = yolo_qat::model::graph::channels_last(&s);
+            }
+            let t = (Tensor::randn(shape, (Kind::Float, d)) * 0.3 + s.to_kind(Kind::Float)).to_kind(kind);
+            let run = |fused: bool| {
+                let sg = s.detach().set_requires_grad(true);
+                let loss = if fused {
+                    distill_mse(&sg, &t).expect("kernel on CUDA")
+                } else {
+                    (&sg - &t).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float)
+                };
+                (&loss * 1024.0).backward();
+                (loss.double_value(&[]), sg.grad())
+            };
+            let (lr, gr) = run(false);
+            let (lf, gf) = run(true);
+            let what = format!("{kind:?} {shape:?} channels_last={cl}");
+            assert!((lf - lr).abs() <= 1e-5 * lr.abs(), "{what}: loss {lf} vs {lr}");
+            let same = gf.eq_tensor(&gr).sum(Kind::Int64).int64_value(&[]);
+            eprintln!("{what}: {same} of {} gradients identical", gr.numel());
+            assert!(within_one_step(&gf, &gr, kind), "{what}: gradients differ by {:e}", max_diff(&gf, &gr));
+        }
+    }
+}

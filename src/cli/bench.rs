@@ -252,8 +252,8 @@ fn with_loader(qat: &mut Qat, m: &mut Detector, l: &TrainLoader, labels: bool, a
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-/// GPU time per kernel family over `steps` runs of `step`, and the 12 costliest kernels
-/// (ms per step).
+/// GPU time per kernel family over `steps` runs of `step`, and the 30 costliest kernels
+/// (ms and launches per step).
 fn profile_steps(steps: usize, mut step: impl FnMut()) -> Result<serde_json::Value> {
     use crate::cuda::kernel_profile::{family, profile};
     use std::collections::BTreeMap;
@@ -267,19 +267,25 @@ fn profile_steps(steps: usize, mut step: impl FnMut()) -> Result<serde_json::Val
     })?;
     let total: u64 = kernels.iter().map(|k| k.ns).sum();
     let mut families: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut by_name: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
     for k in &kernels {
         *families.entry(family(&k.name)).or_default() += k.ns;
-        *by_name.entry(&k.name).or_default() += k.ns;
+        let e = by_name.entry(&k.name).or_default();
+        e.0 += k.ns;
+        e.1 += 1;
     }
-    let mut top: Vec<(&str, u64)> = by_name.into_iter().collect();
-    top.sort_by_key(|&(_, ns)| std::cmp::Reverse(ns));
+    let mut top: Vec<(&str, (u64, usize))> = by_name.into_iter().collect();
+    top.sort_by_key(|&(_, (ns, _))| std::cmp::Reverse(ns));
     let per_step_ms = |ns: u64| ns as f64 / 1e6 / steps as f64;
     Ok(serde_json::json!({
         "steps": steps,
         "kernels_per_step": kernels.len() as f64 / steps as f64,
         "gpu_ms_per_step": per_step_ms(total),
         "share": families.iter().map(|(f, &ns)| (f.to_string(), serde_json::json!(ns as f64 / total.max(1) as f64))).collect::<serde_json::Map<_, _>>(),
-        "top_kernels_ms_per_step": top.iter().take(12).map(|&(n, ns)| serde_json::json!([n.chars().take(120).collect::<String>(), per_step_ms(ns)])).collect::<Vec<_>>(),
+        "top_kernels_ms_launches_per_step": top
+            .iter()
+            .take(30)
+            .map(|&(n, (ns, count))| serde_json::json!([n.chars().take(160).collect::<String>(), per_step_ms(ns), count as f64 / steps as f64]))
+            .collect::<Vec<_>>(),
     }))
 }

@@ -14,8 +14,15 @@ pub struct Kernel {
 pub fn family(name: &str) -> &'static str {
     let n = name.to_ascii_lowercase();
     let any = |keys: &[&str]| keys.iter().any(|k| n.contains(k));
-    if any(&["silu_fq", "fake_quant", "fakequant", "hardtanh"]) {
+    if any(&["silu_fq", "fake_quant", "fakequant", "hardtanh", "lfq_"]) {
         "fake-quant"
+    } else if any(&["bias_act"]) {
+        // Ours: a conv's bias + activation (+ the fake-quant that reads it), one pass.
+        "conv epilogue"
+    } else if any(&["distill_mse"]) {
+        "loss"
+    } else if any(&["pool"]) {
+        "pooling"
     } else if any(&["nchwtonhwc", "nhwctonchw", "transpose", "copy", "cat_", "catarray"]) {
         // Before conv: cuDNN's own layout transposes carry its name.
         "copy/layout"
@@ -99,5 +106,10 @@ mod tests {
         assert_eq!(family("void at::native::(anonymous namespace)::fake_quantize_tensor_cachemask_kernel_cuda"), "fake-quant");
         assert_eq!(family("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<c10::Half>>"), "elementwise");
         assert_eq!(family("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float>>"), "reduction");
+        assert_eq!(family("void (anonymous namespace)::lfq_backward<__half, 8>(...)"), "fake-quant");
+        assert_eq!(family("void (anonymous namespace)::bias_act_forward_nchw<__half, 8, 1, true>(...)"), "conv epilogue");
+        assert_eq!(family("void (anonymous namespace)::distill_mse_backward<__half, 8>(...)"), "loss");
+        assert_eq!(family("void at::native::(anonymous namespace)::max_pool_forward_nchw<c10::Half, int>"), "pooling");
+        assert_eq!(family("void (anonymous namespace)::avg_pool_2x2_forward<__half>(...)"), "pooling");
     }
 }

@@ -11,6 +11,12 @@
 //!   pass forward and one backward (with the range's gradient summed in the same pass)
 //!   instead of a dozen fp32 ops each way. Identical values and input gradients; the range's
 //!   gradient agrees to rounding (a sum in another order).
+//! * [`bias_act`]: a convolution's bias, its activation (SiLU or none) and optionally the
+//!   INT8 fake-quant that reads it, one pass each way; ATen adds a conv's bias as a
+//!   broadcast that cannot vectorize, and sums its gradient in a pass of its own. Identical
+//!   values and input gradients; the bias gradient agrees to rounding.
+//! * [`distill_mse`]: one supervised layer's distillation loss and the student's gradient,
+//!   one pass each way instead of about a dozen. The loss and gradient agree to rounding.
 //!
 //! Without the kernels, off CUDA, or for other dtypes and layouts, callers get `None`
 //! and run the ATen ops.
@@ -34,7 +40,7 @@ pub fn available() -> bool {
 /// `fake_quant(silu(z), amax)` with the straight-through gradient, or `None` where the
 /// fused kernel does not apply (no kernels, CPU tensor, not fp16/fp32, turned off).
 pub fn silu_fake_quant(z: &Tensor, amax: f64) -> Option<Tensor> {
-    if !available() || !ENABLED.load(Ordering::Relaxed) || !z.device().is_cuda() || !matches!(z.kind(), Kind::Half | Kind::Float) {
+    if !usable(z) {
         return None;
     }
     let y = imp::apply(z, amax);
@@ -47,13 +53,61 @@ pub fn silu_fake_quant(z: &Tensor, amax: f64) -> Option<Tensor> {
 /// `fake_quant_learned(x, amax)` (LSQ gradient to the one-element fp32 `amax`), or `None`
 /// where the kernel does not apply (no kernels, CPU tensors, not fp16/fp32, turned off).
 pub fn learned_fake_quant(x: &Tensor, amax: &Tensor) -> Option<Tensor> {
-    if !available() || !ENABLED.load(Ordering::Relaxed) || !x.device().is_cuda() || !matches!(x.kind(), Kind::Half | Kind::Float) {
+    if !usable(x) {
         return None;
     }
     if amax.numel() != 1 || amax.kind() != Kind::Float || !amax.device().is_cuda() {
         return None;
     }
     let y = imp::learned(x, amax);
+    if y.is_some() {
+        APPLIED.fetch_add(1, Ordering::Relaxed);
+    }
+    y
+}
+
+/// The activation a [`bias_act`] epilogue applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    Identity,
+    SiLU,
+}
+
+fn usable(x: &Tensor) -> bool {
+    available() && ENABLED.load(Ordering::Relaxed) && x.device().is_cuda() && matches!(x.kind(), Kind::Half | Kind::Float)
+}
+
+/// Whether [`bias_act`] will take a convolution of input `x` with this bias: the caller then
+/// runs the convolution without its bias.
+pub fn bias_act_applies(x: &Tensor, bias: &Tensor) -> bool {
+    usable(x) && bias.kind() == x.kind() && bias.device() == x.device() && bias.dim() == 1 && x.dim() == 4
+}
+
+/// `act(z + bias)` per channel of the 4-D `z` (a convolution's output without its bias),
+/// then `fake_quant(·, amax)` with the straight-through gradient when `amax` is given, as one
+/// autograd op (gradients to `z` and `bias`); `None` where the kernel does not apply.
+pub fn bias_act(z: &Tensor, bias: &Tensor, act: Epilogue, amax: Option<f64>) -> Option<Tensor> {
+    if !bias_act_applies(z, bias) || bias.size()[0] != z.size()[1] {
+        return None;
+    }
+    let act = match act {
+        Epilogue::Identity => 0,
+        Epilogue::SiLU => 1,
+    };
+    let y = imp::bias_act(z, bias, act, amax.unwrap_or(0.0));
+    if y.is_some() {
+        APPLIED.fetch_add(1, Ordering::Relaxed);
+    }
+    y
+}
+
+/// `Σ_images mean_(C,H,W) (student − teacher)²` as a 0-dim fp32 tensor, with the gradient
+/// to `student` only; `None` where the kernel does not apply.
+pub fn distill_mse(student: &Tensor, teacher: &Tensor) -> Option<Tensor> {
+    if !usable(student) || student.kind() != teacher.kind() || student.size() != teacher.size() || student.dim() < 2 {
+        return None;
+    }
+    let y = imp::distill_mse(student, teacher);
     if y.is_some() {
         APPLIED.fetch_add(1, Ordering::Relaxed);
     }
@@ -69,7 +123,7 @@ pub fn applied() -> u64 {
 /// CUDA tensor of at least 2x2; `None` elsewhere.
 pub fn avg_pool_2x2(x: &Tensor) -> Option<Tensor> {
     let s = x.size();
-    if !available() || !ENABLED.load(Ordering::Relaxed) || !x.device().is_cuda() || !matches!(x.kind(), Kind::Half | Kind::Float) {
+    if !usable(x) {
         return None;
     }
     if s.len() != 4 || s[2] < 2 || s[3] < 2 || !x.is_contiguous() {
@@ -87,6 +141,8 @@ mod imp {
         fn yq_silu_fake_quant(x: *mut c_void, amax: f64, err: *mut *mut c_char) -> *mut c_void;
         fn yq_avg_pool_2x2(x: *mut c_void, err: *mut *mut c_char) -> *mut c_void;
         fn yq_learned_fake_quant(x: *mut c_void, amax: *mut c_void, err: *mut *mut c_char) -> *mut c_void;
+        fn yq_bias_act(z: *mut c_void, bias: *mut c_void, act: i32, amax: f64, err: *mut *mut c_char) -> *mut c_void;
+        fn yq_distill_mse(s: *mut c_void, t: *mut c_void, err: *mut *mut c_char) -> *mut c_void;
     }
 
     /// Takes the op's new at::Tensor*, or panics with its message, as tch's own ops do
@@ -121,6 +177,20 @@ mod imp {
         let y = unsafe { yq_learned_fake_quant(x.as_ptr() as *mut c_void, amax.as_ptr() as *mut c_void, &mut err) };
         Some(take(y, err, "learned fake-quant op"))
     }
+
+    pub fn bias_act(z: &Tensor, bias: &Tensor, act: i32, amax: f64) -> Option<Tensor> {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: as above; both are live tch tensors.
+        let y = unsafe { yq_bias_act(z.as_ptr() as *mut c_void, bias.as_ptr() as *mut c_void, act, amax, &mut err) };
+        Some(take(y, err, "bias-act op"))
+    }
+
+    pub fn distill_mse(s: &Tensor, t: &Tensor) -> Option<Tensor> {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: as above; both are live tch tensors.
+        let y = unsafe { yq_distill_mse(s.as_ptr() as *mut c_void, t.as_ptr() as *mut c_void, &mut err) };
+        Some(take(y, err, "distill mse op"))
+    }
 }
 
 #[cfg(not(yq_fused_kernels))]
@@ -138,6 +208,14 @@ mod imp {
     pub fn learned(_: &Tensor, _: &Tensor) -> Option<Tensor> {
         None
     }
+
+    pub fn bias_act(_: &Tensor, _: &Tensor, _: i32, _: f64) -> Option<Tensor> {
+        None
+    }
+
+    pub fn distill_mse(_: &Tensor, _: &Tensor) -> Option<Tensor> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +228,9 @@ mod tests {
         assert!(silu_fake_quant(&z, 1.0).is_none());
         assert!(avg_pool_2x2(&Tensor::zeros([1, 1, 4, 4], (Kind::Float, tch::Device::Cpu))).is_none());
         assert!(learned_fake_quant(&z, &Tensor::from(1.0f32)).is_none());
+        let z4 = z.reshape([1, 3, 1, 1]);
+        assert!(!bias_act_applies(&z4, &z));
+        assert!(bias_act(&z4, &z, Epilogue::SiLU, Some(1.0)).is_none());
+        assert!(distill_mse(&z4, &z4).is_none());
     }
 }

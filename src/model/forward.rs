@@ -4,6 +4,7 @@
 
 use super::config::Activation;
 use super::graph::{Conv2d, Detect, Graph, Node, Op, QuantId, QuantSlot, ValueId};
+use crate::cuda::kernels::{self, Epilogue};
 use tch::{Kind, Tensor};
 
 /// What happens at a quantizer slot.
@@ -17,8 +18,15 @@ pub trait QuantHook {
     fn shares_quantized_values(&self) -> bool {
         false
     }
-    /// `activation(quant, act(z))` as one op, where the hook has one (None: not here).
-    fn activation_fused(&mut self, _quant: QuantId, _z: &Tensor, _act: Activation) -> Option<Tensor> {
+    /// Whether a conv whose output only feeds a Split may run as one conv per part (each part
+    /// then contiguous; a split view is strided, so its readers copy it and concatenations of
+    /// it take a slow path). Same values up to the convolutions' rounding: training only.
+    fn splits_convs(&self) -> bool {
+        false
+    }
+    /// `activation(quant, act(z + bias))` as one op, where the hook has one (None: not here);
+    /// `z` is a convolution's output, `bias` its bias when the convolution left it out.
+    fn activation_fused(&mut self, _quant: QuantId, _z: &Tensor, _bias: Option<&Tensor>, _act: Activation) -> Option<Tensor> {
         None
     }
 }
@@ -32,6 +40,22 @@ impl QuantHook for NoQuant {
     }
     fn weight(&mut self, _: QuantId, w: &Tensor) -> Tensor {
         w.shallow_clone()
+    }
+}
+
+/// Plain floating point for a frozen teacher in training: [`NoQuant`], with convs that feed
+/// a Split run per part ([`QuantHook::splits_convs`]).
+pub struct TeacherPass;
+
+impl QuantHook for TeacherPass {
+    fn activation(&mut self, _: QuantId, x: &Tensor) -> Tensor {
+        x.shallow_clone()
+    }
+    fn weight(&mut self, _: QuantId, w: &Tensor) -> Tensor {
+        w.shallow_clone()
+    }
+    fn splits_convs(&self) -> bool {
+        true
     }
 }
 
@@ -79,24 +103,28 @@ impl Graph {
         // Values already quantized (by a fused activation or a first reader), with their quantizer.
         let mut quantized: Vec<Option<(QuantId, Tensor)>> = (0..self.num_values).map(|_| None).collect();
         let share = hook.shares_quantized_values();
-        let fusable = if share { self.fusable_activations(keep, only) } else { vec![None; self.nodes.len()] };
+        let plan = Plan::new(self, keep, only, share, hook.splits_convs());
         vals[self.input] = Some(x.shallow_clone());
         for (i, node) in self.nodes.iter().enumerate() {
-            if only.is_some_and(|m| !m[i]) {
+            if only.is_some_and(|m| !m[i]) || plan.done_by_conv[i] {
                 continue;
             }
             let inputs: Vec<Tensor> = node.inputs.iter().zip(&node.quant.inputs).map(|(&v, slot)| read(hook, *slot, v, &vals, &mut quantized, share)).collect();
-            match (fusable[i], &node.op) {
-                (Some(q), Op::Conv(c)) => {
-                    let o = node.outputs[0];
-                    let z = conv_linear(c, &inputs[0], node.quant.weight, hook);
-                    match hook.activation_fused(q, &z, c.act) {
-                        Some(y) => {
-                            vals[o] = Some(y.shallow_clone());
-                            quantized[o] = Some((q, y));
-                        }
-                        None => vals[o] = Some(activate(z, c.act)),
+            match (&node.op, plan.split_by[i]) {
+                (Op::Conv(c), Some(j)) => {
+                    let Op::Split { sizes } = &self.nodes[j].op else { unreachable!("split_by names Split nodes") };
+                    let mut start = 0;
+                    for (&len, &o) in sizes.iter().zip(&self.nodes[j].outputs) {
+                        let fused = plan.fused_output(c, o);
+                        let y = conv_node(&c.rows(start, len), &inputs[0], node.quant.weight, fused, hook);
+                        store(y, o, fused, &mut vals, &mut quantized);
+                        start += len;
                     }
+                }
+                (Op::Conv(c), None) if node.quant.output.is_none_or(|s| !s.enabled) => {
+                    let o = node.outputs[0];
+                    let fused = plan.fused_output(c, o);
+                    store(conv_node(c, &inputs[0], node.quant.weight, fused, hook), o, fused, &mut vals, &mut quantized);
                 }
                 _ => {
                     for (o, y) in node.outputs.iter().zip(eval_node(node, &inputs, hook)) {
@@ -118,14 +146,24 @@ impl Graph {
     /// enabled input slot names it, and the raw value is neither kept nor quantized as an
     /// output): that quantizer, so the activation and the fake-quant can run as one op.
     pub fn fusable_activations(&self, keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<QuantId>> {
-        let consumers = self.consumers();
-        let runs = |n: usize| only.is_none_or(|m| m[n]);
+        let sole = self.sole_quantizers(keep, only);
         self.nodes
             .iter()
-            .map(|node| {
-                let Op::Conv(c) = &node.op else { return None };
-                let v = *node.outputs.first()?;
-                if c.act != Activation::SiLU || node.quant.output.is_some_and(|s| s.enabled) || keep.contains(&v) {
+            .map(|node| match &node.op {
+                Op::Conv(c) if c.act == Activation::SiLU && node.quant.output.is_none_or(|s| !s.enabled) => sole[*node.outputs.first()?],
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Per value: the quantizer every running reader reads it through, when there is one
+    /// and the value is not kept raw.
+    fn sole_quantizers(&self, keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<QuantId>> {
+        let consumers = self.consumers();
+        let runs = |n: usize| only.is_none_or(|m| m[n]);
+        (0..self.num_values)
+            .map(|v| {
+                if keep.contains(&v) {
                     return None;
                 }
                 let mut readers = consumers[v].iter().filter(|&&(n, _)| runs(n)).peekable();
@@ -139,6 +177,27 @@ impl Graph {
                     quant = Some(s.quant);
                 }
                 quant
+            })
+            .collect()
+    }
+
+    /// Per node: for a conv (ungrouped, no output quantizer) whose output feeds only one
+    /// running Split and is not kept, that Split.
+    fn convs_feeding_splits(&self, keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<usize>> {
+        let consumers = self.consumers();
+        let runs = |n: usize| only.is_none_or(|m| m[n]);
+        self.nodes
+            .iter()
+            .map(|node| {
+                let Op::Conv(c) = &node.op else { return None };
+                let v = *node.outputs.first()?;
+                if c.groups != 1 || node.quant.output.is_some_and(|s| s.enabled) || keep.contains(&v) {
+                    return None;
+                }
+                match consumers[v].as_slice() {
+                    &[(j, 0)] if runs(j) && matches!(self.nodes[j].op, Op::Split { .. }) && self.nodes[j].quant.inputs[0].is_none_or(|s| !s.enabled) => Some(j),
+                    _ => None,
+                }
             })
             .collect()
     }
@@ -157,6 +216,40 @@ impl Graph {
         last[self.input] = None;
         last
     }
+}
+
+/// How one pass runs the graph beyond node by node.
+struct Plan {
+    /// Per value: the quantizer all its readers share (see [`Graph::sole_quantizers`]); only
+    /// when the hook shares quantized values.
+    sole: Vec<Option<QuantId>>,
+    /// Per node: for a conv run per part of the Split it feeds, that Split.
+    split_by: Vec<Option<usize>>,
+    /// Per node: a Split whose parts its conv computed.
+    done_by_conv: Vec<bool>,
+}
+
+impl Plan {
+    fn new(g: &Graph, keep: &[ValueId], only: Option<&[bool]>, share: bool, split: bool) -> Plan {
+        let sole = if share { g.sole_quantizers(keep, only) } else { vec![None; g.num_values] };
+        let split_by = if split { g.convs_feeding_splits(keep, only) } else { vec![None; g.nodes.len()] };
+        let mut done_by_conv = vec![false; g.nodes.len()];
+        split_by.iter().flatten().for_each(|&j| done_by_conv[j] = true);
+        Plan { sole, split_by, done_by_conv }
+    }
+
+    /// The quantizer a SiLU conv's output `o` may be fused with.
+    fn fused_output(&self, c: &Conv2d, o: ValueId) -> Option<QuantId> {
+        self.sole[o].filter(|_| c.act == Activation::SiLU)
+    }
+}
+
+/// Stores a conv's value; quantized values are also recorded as read through `fused`.
+fn store((y, is_quantized): (Tensor, bool), o: ValueId, fused: Option<QuantId>, vals: &mut [Option<Tensor>], quantized: &mut [Option<(QuantId, Tensor)>]) {
+    if let (true, Some(q)) = (is_quantized, fused) {
+        quantized[o] = Some((q, y.shallow_clone()));
+    }
+    vals[o] = Some(y);
 }
 
 /// Value `v` as a reader with this slot sees it: quantized once per quantizer when the
@@ -192,11 +285,11 @@ fn apply(hook: &mut dyn QuantHook, slot: Option<QuantSlot>, x: &Tensor) -> Tenso
 
 fn eval_node(node: &Node, xs: &[Tensor], hook: &mut dyn QuantHook) -> Vec<Tensor> {
     let y = match &node.op {
-        Op::Conv(c) => conv(c, &xs[0], node.quant.weight, hook),
+        Op::Conv(c) => conv_node(c, &xs[0], node.quant.weight, None, hook).0,
         Op::MaxPool { kernel: k, stride: s, padding: p } => xs[0].max_pool2d([*k, *k], [*s, *s], [*p, *p], [1, 1], false),
         // ADown's pool through our kernel where it applies (bit-identical, much faster).
         Op::AvgPool { kernel: 2, stride: 1, padding: 0 } => {
-            crate::cuda::kernels::avg_pool_2x2(&xs[0]).unwrap_or_else(|| xs[0].avg_pool2d([2, 2], [1, 1], [0, 0], false, true, None))
+            kernels::avg_pool_2x2(&xs[0]).unwrap_or_else(|| xs[0].avg_pool2d([2, 2], [1, 1], [0, 0], false, true, None))
         }
         Op::AvgPool { kernel: k, stride: s, padding: p } => xs[0].avg_pool2d([*k, *k], [*s, *s], [*p, *p], false, true, None),
         Op::Upsample { scale } => {
@@ -220,17 +313,37 @@ fn eval_node(node: &Node, xs: &[Tensor], hook: &mut dyn QuantHook) -> Vec<Tensor
     vec![y]
 }
 
-fn conv(c: &Conv2d, x: &Tensor, wslot: Option<QuantSlot>, hook: &mut dyn QuantHook) -> Tensor {
-    activate(conv_linear(c, x, wslot, hook), c.act)
+/// A conv node's value, `act(conv(x) + bias)`, quantized by `fused` when the hook folds that
+/// in (then the flag is true). Where our kernel applies, the bias and activation run as one
+/// pass after a bias-free convolution (ATen would add the bias in a slow broadcast pass).
+fn conv_node(c: &Conv2d, x: &Tensor, wslot: Option<QuantSlot>, fused: Option<QuantId>, hook: &mut dyn QuantHook) -> (Tensor, bool) {
+    let epilogue = match c.act {
+        Activation::SiLU => Some(Epilogue::SiLU),
+        Activation::Identity => Some(Epilogue::Identity),
+        _ => None,
+    };
+    let split = c.bias.as_ref().filter(|b| epilogue.is_some() && kernels::bias_act_applies(x, b));
+    let z = conv_linear(c, x, wslot, hook, split.is_none());
+    if let Some(q) = fused {
+        if let Some(y) = hook.activation_fused(q, &z, split, c.act) {
+            return (y, true);
+        }
+    }
+    let y = match (split, epilogue) {
+        (Some(b), Some(e)) => kernels::bias_act(&z, b, e, None).unwrap_or_else(|| activate(z + b.reshape([1, -1, 1, 1]), c.act)),
+        _ => activate(z, c.act),
+    };
+    (y, false)
 }
 
-/// The convolution before its activation.
-fn conv_linear(c: &Conv2d, x: &Tensor, wslot: Option<QuantSlot>, hook: &mut dyn QuantHook) -> Tensor {
+/// The convolution before its activation, with or without its bias.
+fn conv_linear(c: &Conv2d, x: &Tensor, wslot: Option<QuantSlot>, hook: &mut dyn QuantHook, with_bias: bool) -> Tensor {
     let w = match wslot {
         Some(s) if s.enabled => hook.weight(s.quant, &c.weight),
         _ => c.weight.shallow_clone(),
     };
-    x.conv2d(&w, c.bias.as_ref(), [c.stride, c.stride], [c.padding, c.padding], [c.dilation, c.dilation], c.groups)
+    let bias = c.bias.as_ref().filter(|_| with_bias);
+    x.conv2d(&w, bias, [c.stride, c.stride], [c.padding, c.padding], [c.dilation, c.dilation], c.groups)
 }
 
 pub fn activate(y: Tensor, act: Activation) -> Tensor {

@@ -32,6 +32,20 @@ impl Conv2d {
     pub fn kernel(&self) -> i64 {
         self.weight.size()[2]
     }
+    /// Output channels `start..start + len` as a conv of their own (views of the weight and
+    /// bias, so gradients reach the originals).
+    pub fn rows(&self, start: i64, len: i64) -> Conv2d {
+        Conv2d {
+            prefix: self.prefix.clone(),
+            weight: self.weight.narrow(0, start, len),
+            bias: self.bias.as_ref().map(|b| b.narrow(0, start, len)),
+            stride: self.stride,
+            padding: self.padding,
+            groups: self.groups,
+            dilation: self.dilation,
+            act: self.act,
+        }
+    }
 }
 
 /// The decode step of a DDetect head: per-level maps in, (B, 4+nc, A) out.

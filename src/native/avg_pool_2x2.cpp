@@ -18,6 +18,7 @@ struct AvgPool2x2 : public torch::autograd::Function<AvgPool2x2> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
     if (!x.is_cuda() || x.dim() != 4 || !x.is_contiguous() || x.size(2) < 2 || x.size(3) < 2)
       throw std::invalid_argument("avg pool 2x2: contiguous 4-d CUDA tensors of at least 2x2");
+    if (x.size(2) * x.size(3) > INT32_MAX) throw std::invalid_argument("avg pool 2x2: planes of at most 2^31 elements");
     const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     at::Tensor y = at::empty({n, c, h - 1, w - 1}, x.options());
     check(yq_avg_pool_2x2_forward(dtype_code(x), x.data_ptr(), y.data_ptr(), n * c, (int)h, (int)w, stream_of(x)), "avg pool 2x2 forward");

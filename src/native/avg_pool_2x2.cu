@@ -19,44 +19,81 @@ namespace {
 using yq::from_f;
 using yq::to_f;
 
+// Threads of a block: 32 consecutive columns (coalesced) by 8 strips of kRows rows. Each
+// thread walks its column down a strip, so every input row is loaded once per strip, and all
+// index arithmetic is 32-bit within a plane (grid.z walks the planes). The previous kernels,
+// one element per thread with 64-bit divisions, ran at a fifth of the memory bandwidth.
+constexpr int kRows = 4;
+
+dim3 pool_block() { return dim3(32, 8); }
+
+dim3 pool_grid(int64_t planes, int rows, int cols) {
+  const unsigned gx = (unsigned)((cols + 31) / 32), gy = (unsigned)((rows + 8 * kRows - 1) / (8 * kRows));
+  return dim3(gx > 0 ? gx : 1, gy > 0 ? gy : 1, (unsigned)(planes < 65535 ? planes : 65535));
+}
+
 // x: planes of h x w; y: planes of (h-1) x (w-1).
 template <typename T>
-__global__ void pool_forward(const T* __restrict__ x, T* __restrict__ y, int64_t planes, int h, int w) {
+__global__ void avg_pool_2x2_forward(const T* __restrict__ x, T* __restrict__ y, int64_t planes, int h, int w) {
   const int oh = h - 1, ow = w - 1;
-  const int64_t n = planes * oh * ow;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int c = (int)(i % ow);
-    const int r = (int)((i / ow) % oh);
-    const T* p = x + (i / ((int64_t)oh * ow)) * h * w + (int64_t)r * w + c;
-    float s = 0.0f;
-    s += to_f<T>(p[0]);
-    s += to_f<T>(p[1]);
-    s += to_f<T>(p[w]);
-    s += to_f<T>(p[w + 1]);
-    y[i] = from_f<T>(s / 4.0f);
+  const int c = blockIdx.x * 32 + threadIdx.x;
+  const int r0 = (blockIdx.y * 8 + threadIdx.y) * kRows;
+  if (c >= ow || r0 >= oh) return;
+  for (int64_t p = blockIdx.z; p < planes; p += gridDim.z) {
+    const T* xp = x + p * h * w;
+    T* yp = y + p * oh * ow;
+    float a = to_f<T>(xp[r0 * w + c]), b = to_f<T>(xp[r0 * w + c + 1]);
+    for (int r = r0; r < r0 + kRows && r < oh; ++r) {
+      const float a1 = to_f<T>(xp[(r + 1) * w + c]), b1 = to_f<T>(xp[(r + 1) * w + c + 1]);
+      float s = 0.0f;
+      s += a;
+      s += b;
+      s += a1;
+      s += b1;
+      yp[r * ow + c] = from_f<T>(s / 4.0f);
+      a = a1;
+      b = b1;
+    }
   }
 }
 
+// dx[r][c] sums dy[pr][pc] / 4 over the windows holding (r, c): pr in {r-1, r}, pc in
+// {c-1, c}, inside the output, in that order (ATen's).
 template <typename T>
-__global__ void pool_backward(const T* __restrict__ dy, T* __restrict__ dx, int64_t planes, int h, int w) {
+__global__ void avg_pool_2x2_backward(const T* __restrict__ dy, T* __restrict__ dx, int64_t planes, int h, int w) {
   const int oh = h - 1, ow = w - 1;
-  const int64_t n = planes * h * w;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int c = (int)(i % w);
-    const int r = (int)((i / w) % h);
-    const T* g = dy + (i / ((int64_t)h * w)) * oh * ow;
-    const int r0 = r < 2 ? 0 : r - 1, r1 = min(r + 1, oh);
-    const int c0 = c < 2 ? 0 : c - 1, c1 = min(c + 1, ow);
-    float s = 0.0f;
-    for (int pr = r0; pr < r1; ++pr)
-      for (int pc = c0; pc < c1; ++pc) s += to_f<T>(g[(int64_t)pr * ow + pc]) / 4.0f;
-    dx[i] = from_f<T>(s);
+  const int c = blockIdx.x * 32 + threadIdx.x;
+  const int r0 = (blockIdx.y * 8 + threadIdx.y) * kRows;
+  if (c >= w || r0 >= h) return;
+  const bool left = c >= 1, right = c < ow;
+  for (int64_t p = blockIdx.z; p < planes; p += gridDim.z) {
+    const T* g = dy + p * oh * ow;
+    T* dp = dx + p * h * w;
+    // The window row above r (pr = r - 1): its two terms, each already divided by 4.
+    float up_l = 0.0f, up_r = 0.0f;
+    bool up = r0 >= 1;
+    if (up) {
+      if (left) up_l = to_f<T>(g[(r0 - 1) * ow + c - 1]) / 4.0f;
+      if (right) up_r = to_f<T>(g[(r0 - 1) * ow + c]) / 4.0f;
+    }
+    for (int r = r0; r < r0 + kRows && r < h; ++r) {
+      const bool here = r < oh;
+      float cur_l = 0.0f, cur_r = 0.0f;
+      if (here) {
+        if (left) cur_l = to_f<T>(g[r * ow + c - 1]) / 4.0f;
+        if (right) cur_r = to_f<T>(g[r * ow + c]) / 4.0f;
+      }
+      float s = 0.0f;
+      if (up && left) s += up_l;
+      if (up && right) s += up_r;
+      if (here && left) s += cur_l;
+      if (here && right) s += cur_r;
+      dp[r * w + c] = from_f<T>(s);
+      up = here;
+      up_l = cur_l;
+      up_r = cur_r;
+    }
   }
-}
-
-unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + 255) / 256;
-  return static_cast<unsigned>(b < 65535 * 8 ? b : 65535 * 8);
 }
 
 }  // namespace
@@ -69,9 +106,9 @@ int yq_avg_pool_2x2_forward(int dtype, const void* x, void* y, int64_t planes, i
   if (n <= 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
   if (dtype == 1)
-    pool_forward<__half><<<blocks_for(n), 256, 0, s>>>(static_cast<const __half*>(x), static_cast<__half*>(y), planes, h, w);
+    avg_pool_2x2_forward<__half><<<pool_grid(planes, h - 1, w - 1), pool_block(), 0, s>>>(static_cast<const __half*>(x), static_cast<__half*>(y), planes, h, w);
   else
-    pool_forward<float><<<blocks_for(n), 256, 0, s>>>(static_cast<const float*>(x), static_cast<float*>(y), planes, h, w);
+    avg_pool_2x2_forward<float><<<pool_grid(planes, h - 1, w - 1), pool_block(), 0, s>>>(static_cast<const float*>(x), static_cast<float*>(y), planes, h, w);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -80,9 +117,9 @@ int yq_avg_pool_2x2_backward(int dtype, const void* dy, void* dx, int64_t planes
   if (n <= 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
   if (dtype == 1)
-    pool_backward<__half><<<blocks_for(n), 256, 0, s>>>(static_cast<const __half*>(dy), static_cast<__half*>(dx), planes, h, w);
+    avg_pool_2x2_backward<__half><<<pool_grid(planes, h, w), pool_block(), 0, s>>>(static_cast<const __half*>(dy), static_cast<__half*>(dx), planes, h, w);
   else
-    pool_backward<float><<<blocks_for(n), 256, 0, s>>>(static_cast<const float*>(dy), static_cast<float*>(dx), planes, h, w);
+    avg_pool_2x2_backward<float><<<pool_grid(planes, h, w), pool_block(), 0, s>>>(static_cast<const float*>(dy), static_cast<float*>(dx), planes, h, w);
   return static_cast<int>(cudaGetLastError());
 }
 

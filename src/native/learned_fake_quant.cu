@@ -28,31 +28,49 @@ using yq::to_f;
 
 constexpr int kThreads = 256;
 
-template <typename T>
+template <typename T, int V> struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+// V elements per thread step (16-byte packs where n and the pointers allow, else 1).
+template <typename T, int V>
 __global__ void lfq_forward(const T* __restrict__ x, T* __restrict__ y, int64_t n, const float* __restrict__ amax) {
   const float s = *amax * (1.0f / 127.0f);
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float t = to_f<T>(x[i]) / s;
-    const float q = fminf(fmaxf(rintf(t), -128.0f), 127.0f);
-    y[i] = from_f<T>(q * s);
+  for (int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * V; i < n; i += (int64_t)gridDim.x * blockDim.x * V) {
+    const Pack<T, V> in = *reinterpret_cast<const Pack<T, V>*>(x + i);
+    Pack<T, V> out;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float t = to_f<T>(in.v[k]) / s;
+      const float q = fminf(fmaxf(rintf(t), -128.0f), 127.0f);
+      out.v[k] = from_f<T>(q * s);
+    }
+    *reinterpret_cast<Pack<T, V>*>(y + i) = out;
   }
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void lfq_backward(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, int64_t n, const float* __restrict__ amax,
                              double* __restrict__ damax_sum) {
   __shared__ double partial[kThreads];
   const float s = *amax * (1.0f / 127.0f);
   double acc = 0.0;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float xf = to_f<T>(x[i]);
-    const float g = to_f<T>(dy[i]);
-    const float r = rintf(xf / s);
-    const bool inside = r >= -128.0f && r <= 127.0f;
-    const float q = fminf(fmaxf(r, -128.0f), 127.0f);
-    const float gt = inside ? g * s : 0.0f;  // the gradient reaching t
-    dx[i] = from_f<T>(gt / s);
-    acc += (double)(g * q) + (double)(-gt * xf / (s * s));
+  for (int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * V; i < n; i += (int64_t)gridDim.x * blockDim.x * V) {
+    const Pack<T, V> xs = *reinterpret_cast<const Pack<T, V>*>(x + i);
+    const Pack<T, V> gs = *reinterpret_cast<const Pack<T, V>*>(dy + i);
+    Pack<T, V> out;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float xf = to_f<T>(xs.v[k]);
+      const float g = to_f<T>(gs.v[k]);
+      const float r = rintf(xf / s);
+      const bool inside = r >= -128.0f && r <= 127.0f;
+      const float q = fminf(fmaxf(r, -128.0f), 127.0f);
+      const float gt = inside ? g * s : 0.0f;  // the gradient reaching t
+      out.v[k] = from_f<T>(gt / s);
+      acc += (double)(g * q) + (double)(-gt * xf / (s * s));
+    }
+    *reinterpret_cast<Pack<T, V>*>(dx + i) = out;
   }
   partial[threadIdx.x] = acc;
   __syncthreads();
@@ -63,9 +81,30 @@ __global__ void lfq_backward(const T* __restrict__ dy, const T* __restrict__ x, 
   if (threadIdx.x == 0) atomicAdd(damax_sum, partial[0]);
 }
 
-unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 65535 * 8 ? b : 65535 * 8);
+// At most 2048 blocks, walking the tensor by stride: each backward block adds its share of the
+// range gradient atomically to one address, and one atomic per 256 elements serialized there.
+unsigned blocks_for(int64_t n, int v) {
+  const int64_t b = (n / v + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b < 2048 ? b : 2048));
+}
+
+bool aligned(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+template <typename T> void forward(const void* x, void* y, int64_t n, const float* amax, cudaStream_t s) {
+  constexpr int W = 16 / sizeof(T);
+  auto xt = static_cast<const T*>(x);
+  auto yt = static_cast<T*>(y);
+  if (n % W == 0 && aligned(x) && aligned(y)) lfq_forward<T, W><<<blocks_for(n, W), kThreads, 0, s>>>(xt, yt, n, amax);
+  else lfq_forward<T, 1><<<blocks_for(n, 1), kThreads, 0, s>>>(xt, yt, n, amax);
+}
+
+template <typename T> void backward(const void* dy, const void* x, void* dx, int64_t n, const float* amax, double* sum, cudaStream_t s) {
+  constexpr int W = 16 / sizeof(T);
+  auto gt = static_cast<const T*>(dy);
+  auto xt = static_cast<const T*>(x);
+  auto dt = static_cast<T*>(dx);
+  if (n % W == 0 && aligned(dy) && aligned(x) && aligned(dx)) lfq_backward<T, W><<<blocks_for(n, W), kThreads, 0, s>>>(gt, xt, dt, n, amax, sum);
+  else lfq_backward<T, 1><<<blocks_for(n, 1), kThreads, 0, s>>>(gt, xt, dt, n, amax, sum);
 }
 
 }  // namespace
@@ -76,10 +115,8 @@ extern "C" {
 int yq_lfq_forward(int dtype, const void* x, void* y, int64_t n, const float* amax, void* stream) {
   if (n == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  if (dtype == 1)
-    lfq_forward<__half><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __half*>(x), static_cast<__half*>(y), n, amax);
-  else
-    lfq_forward<float><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const float*>(x), static_cast<float*>(y), n, amax);
+  if (dtype == 1) forward<__half>(x, y, n, amax, s);
+  else forward<float>(x, y, n, amax, s);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -87,12 +124,8 @@ int yq_lfq_forward(int dtype, const void* x, void* y, int64_t n, const float* am
 int yq_lfq_backward(int dtype, const void* dy, const void* x, void* dx, int64_t n, const float* amax, double* damax_sum, void* stream) {
   if (n == 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  if (dtype == 1)
-    lfq_backward<__half><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __half*>(dy), static_cast<const __half*>(x), static_cast<__half*>(dx), n, amax,
-                                                             damax_sum);
-  else
-    lfq_backward<float><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const float*>(dy), static_cast<const float*>(x), static_cast<float*>(dx), n, amax,
-                                                            damax_sum);
+  if (dtype == 1) backward<__half>(dy, x, dx, n, amax, damax_sum, s);
+  else backward<float>(dy, x, dx, n, amax, damax_sum, s);
   return static_cast<int>(cudaGetLastError());
 }
 

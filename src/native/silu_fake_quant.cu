@@ -24,17 +24,13 @@
 namespace {
 
 using yq::from_f;
+using yq::level_value;
 using yq::to_f;
 
 // SiLU in the tensor's type, as the unfused chain stores it.
 template <typename T> __device__ __forceinline__ float silu_stored(float x) {
   return to_f<T>(from_f<T>(x / (1.0f + expf(-x))));
 }
-
-// ATen multiplies the integer level by the scale in double, then rounds once to T.
-template <typename T> __device__ __forceinline__ T level_value(float q, float scale);
-template <> __device__ __forceinline__ float level_value<float>(float q, float scale) { return (float)((double)q * (double)scale); }
-template <> __device__ __forceinline__ __half level_value<__half>(float q, float scale) { return __double2half((double)q * (double)scale); }
 
 template <typename T>
 __global__ void silu_fq_forward(const T* __restrict__ x, T* __restrict__ y, int64_t n, float scale, float inv_scale) {

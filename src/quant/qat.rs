@@ -15,8 +15,8 @@ use super::quantizer::QuantTable;
 use super::task_loss::TaskLoss;
 use super::QuantModel;
 use crate::cuda::graph::CudaGraph;
-use crate::cuda::kernels::{learned_fake_quant, silu_fake_quant};
-use crate::model::forward::{NoQuant, QuantHook};
+use crate::cuda::kernels::{bias_act, distill_mse, learned_fake_quant, silu_fake_quant, Epilogue};
+use crate::model::forward::{QuantHook, TeacherPass};
 use crate::model::graph::{channels_last, Graph, QuantId, ValueId};
 use crate::model::Activation;
 use anyhow::{bail, Result};
@@ -347,7 +347,7 @@ impl Qat {
     fn step_eager(&mut self, student: &mut impl QuantModel, x: &Tensor, gt: Option<&GtBoxes>) -> Tensor {
         let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
         let x = if self.channels_last { channels_last(&x) } else { x };
-        let targets = self.teacher.as_ref().map(|t| tch::no_grad(|| t.run_nodes(&x, &mut NoQuant, &self.supervised, Some(&self.teacher_needed))));
+        let targets = self.teacher.as_ref().map(|t| tch::no_grad(|| t.run_nodes(&x, &mut TeacherPass, &self.supervised, Some(&self.teacher_needed))));
         // Weights: fake-quantized all at once on the flat buffer, then viewed by the convs.
         let wq = self.weights.apply(&self.params.flat);
         let wq = if self.half { wq.to_kind(Kind::Half) } else { wq };
@@ -359,9 +359,9 @@ impl Qat {
         let mut distill = Tensor::zeros([], (Kind::Float, x.device()));
         if let Some(targets) = &targets {
             for &v in &self.supervised {
+                let (s, t) = (outs.get(v), targets.get(v));
                 // In the compute precision; the mean accumulates (and returns) fp32.
-                let d = outs.get(v) - targets.get(v);
-                distill += d.square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
+                distill += distill_mse(s, t).unwrap_or_else(|| (s - t).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float).sum(Kind::Float));
             }
         }
         let o = self.objective;
@@ -486,10 +486,14 @@ impl QuantHook for TrainQuant<'_> {
     fn shares_quantized_values(&self) -> bool {
         true
     }
-    fn activation_fused(&mut self, q: QuantId, z: &Tensor, act: Activation) -> Option<Tensor> {
+    fn splits_convs(&self) -> bool {
+        true
+    }
+    fn activation_fused(&mut self, q: QuantId, z: &Tensor, bias: Option<&Tensor>, act: Activation) -> Option<Tensor> {
         let learned = self.learned.is_some_and(|(l, _)| l.slot(q).is_some());
-        match (&self.table.quantizers[q].params, act, learned) {
-            (Some(QParams::PerTensor { amax }), Activation::SiLU, false) => silu_fake_quant(z, *amax),
+        match (&self.table.quantizers[q].params, act, learned, bias) {
+            (Some(QParams::PerTensor { amax }), Activation::SiLU, false, Some(b)) => bias_act(z, b, Epilogue::SiLU, Some(*amax)),
+            (Some(QParams::PerTensor { amax }), Activation::SiLU, false, None) => silu_fake_quant(z, *amax),
             _ => None,
         }
     }
