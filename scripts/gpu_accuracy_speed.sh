@@ -10,14 +10,7 @@ DEADLINE=${DEADLINE:-420} OUT=$OUT/sweep bash scripts/gpu_sweep.sh \
   seed-on@384=--recipe,seed seed-off@384=--recipe,seed,--no-fused-kernels \
   default2-on@384=--epochs,2 default2-off@384=--epochs,2,--no-fused-kernels > "$OUT/sweep.log" 2>&1
 # A 24 GiB card: another process holds the rest of the H200 while batch 10 runs.
-python3 - > "$OUT/hog.log" 2>&1 <<'PY' &
-import torch, time
-free, total = torch.cuda.mem_get_info()
-keep = 24 * 2**30
-x = torch.empty(free - keep, dtype=torch.uint8, device="cuda")
-print("holding", round((free - keep) / 2**30, 1), "GiB; left", round(torch.cuda.mem_get_info()[0] / 2**30, 1), "GiB", flush=True)
-time.sleep(100)
-PY
+python3 scripts/gpu_hold_memory.py 24 100 > "$OUT/hog.log" 2>&1 &
 hog=$!; sleep 12
 timeout 80 dist/yolo-qat bench qat --cfg configs/gelan-c.yaml --imgsz 640 --iters 20 --warmup 3 --calib-batches 2 --batch-size 10 > "$OUT/b10-24GiB.log" 2>&1
 kill $hog 2>/dev/null; wait $hog 2>/dev/null

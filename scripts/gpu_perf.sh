@@ -28,14 +28,7 @@ bench b32-unfused --batch-size 32 --unfused
 bench b10-cl-fused --batch-size 10 --channels-last
 bench b32-cl-fused --batch-size 32 --channels-last
 # A 24 GiB card: another process holds the rest of the H200 while batch 10 runs.
-python3 - > "$OUT/hog.log" 2>&1 <<'PY' &
-import torch, time
-free, total = torch.cuda.mem_get_info()
-keep = 24 * 2**30
-x = torch.empty(free - keep, dtype=torch.uint8, device="cuda")
-print("holding", round((free - keep) / 2**30, 1), "GiB; left", round(torch.cuda.mem_get_info()[0] / 2**30, 1), "GiB", flush=True)
-time.sleep(170)
-PY
+python3 scripts/gpu_hold_memory.py 24 170 > "$OUT/hog.log" 2>&1 &
 hog=$!; sleep 12; row "hog: $(cat "$OUT/hog.log")"
 bench b10-24GiB --batch-size 10
 kill $hog 2>/dev/null; wait $hog 2>/dev/null

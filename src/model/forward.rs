@@ -146,7 +146,7 @@ impl Graph {
     /// enabled input slot names it, and the raw value is neither kept nor quantized as an
     /// output): that quantizer, so the activation and the fake-quant can run as one op.
     pub fn fusable_activations(&self, keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<QuantId>> {
-        let sole = self.sole_quantizers(keep, only);
+        let sole = self.sole_quantizers(&self.consumers(), keep, only);
         self.nodes
             .iter()
             .map(|node| match &node.op {
@@ -158,8 +158,7 @@ impl Graph {
 
     /// Per value: the quantizer every running reader reads it through, when there is one
     /// and the value is not kept raw.
-    fn sole_quantizers(&self, keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<QuantId>> {
-        let consumers = self.consumers();
+    fn sole_quantizers(&self, consumers: &[Vec<(usize, usize)>], keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<QuantId>> {
         let runs = |n: usize| only.is_none_or(|m| m[n]);
         (0..self.num_values)
             .map(|v| {
@@ -183,8 +182,7 @@ impl Graph {
 
     /// Per node: for a conv (ungrouped, no output quantizer) whose output feeds only one
     /// running Split and is not kept, that Split.
-    fn convs_feeding_splits(&self, keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<usize>> {
-        let consumers = self.consumers();
+    fn convs_feeding_splits(&self, consumers: &[Vec<(usize, usize)>], keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<usize>> {
         let runs = |n: usize| only.is_none_or(|m| m[n]);
         self.nodes
             .iter()
@@ -231,8 +229,9 @@ struct Plan {
 
 impl Plan {
     fn new(g: &Graph, keep: &[ValueId], only: Option<&[bool]>, share: bool, split: bool) -> Plan {
-        let sole = if share { g.sole_quantizers(keep, only) } else { vec![None; g.num_values] };
-        let split_by = if split { g.convs_feeding_splits(keep, only) } else { vec![None; g.nodes.len()] };
+        let consumers = if share || split { g.consumers() } else { Vec::new() };
+        let sole = if share { g.sole_quantizers(&consumers, keep, only) } else { vec![None; g.num_values] };
+        let split_by = if split { g.convs_feeding_splits(&consumers, keep, only) } else { vec![None; g.nodes.len()] };
         let mut done_by_conv = vec![false; g.nodes.len()];
         split_by.iter().flatten().for_each(|&j| done_by_conv[j] = true);
         Plan { sole, split_by, done_by_conv }
