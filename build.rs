@@ -7,7 +7,7 @@
 // * `train_fake_quant.cpp` (QAT's activation fake-quant autograd op) needs only torch's
 //   headers: built for CPU and CUDA alike (cfg `yq_train_fake_quant`).
 // * With the CUDA runtime headers at hand (the wheel's nvidia packages), the CUDA graph,
-//   allocator-statistics and kernel-profile shims (cfg `yq_cuda_graph`; YOLO_QAT_NO_CUDA_GRAPH=1 skips
+//   allocator-statistics, kernel-profile and pinned-upload shims (cfg `yq_cuda_graph`; YOLO_QAT_NO_CUDA_GRAPH=1 skips
 //   them and QAT launches its kernels one by one).
 // * With nvcc too (`scripts/setup.sh` installs it from PyPI), the fused kernels of
 //   `*.cu` for sm_80/86/89/90 plus PTX for newer cards (cfg `yq_fused_kernels`;
@@ -42,7 +42,7 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     let Some(cuda) = cuda_include(&torch).filter(|_| std::env::var_os("YOLO_QAT_NO_CUDA_GRAPH").is_none()) else { return };
     let nvcc = nvcc(&torch).filter(|_| std::env::var_os("YOLO_QAT_NO_KERNELS").is_none());
-    let mut files = vec!["cuda_graph.cpp", "allocator_stats.cpp", "kernel_profile.cpp", "cudart_forward.cpp"];
+    let mut files = vec!["cuda_graph.cpp", "allocator_stats.cpp", "kernel_profile.cpp", "cudart_forward.cpp", "pinned_upload.cpp"];
     let mut defines = vec![];
     let mut objects = vec![];
     if let Some(nvcc) = &nvcc {

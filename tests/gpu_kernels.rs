@@ -151,9 +151,13 @@ fn avg_pool_2x2_matches_aten() {
     let d = gpu();
     let mut failures = Vec::new();
     for kind in [Kind::Half, Kind::Float] {
-        for shape in [[2i64, 64, 40, 40], [1, 3, 7, 5], [10, 128, 161, 160], [1, 1, 2, 2]] {
+        let shapes = [[2i64, 64, 40, 40], [1, 3, 7, 5], [10, 128, 161, 160], [1, 1, 2, 2], [3, 24, 9, 11], [2, 13, 6, 5]];
+        for (shape, cl) in shapes.iter().flat_map(|&s| [(s, false), (s, true)]) {
             tch::manual_seed(11);
-            let x = (Tensor::randn(shape, (Kind::Float, d)) * 3.0).to_kind(kind);
+            let mut x = (Tensor::randn(shape, (Kind::Float, d)) * 3.0).to_kind(kind);
+            if cl {
+                x = yolo_qat::model::graph::channels_last(&x);
+            }
             let dy = Tensor::randn([shape[0], shape[1], shape[2] - 1, shape[3] - 1], (Kind::Float, d)).to_kind(kind);
             let xr = x.detach().set_requires_grad(true);
             let yr = xr.avg_pool2d([2, 2], [1, 1], [0, 0], false, true, None);
@@ -161,8 +165,10 @@ fn avg_pool_2x2_matches_aten() {
             let xf = x.detach().set_requires_grad(true);
             let yf = avg_pool_2x2(&xf).expect("kernel on CUDA");
             (&yf * &dy).sum(None).backward();
-            let what = format!("{kind:?} {shape:?}");
+            let what = format!("{kind:?} {shape:?} channels_last={cl}");
             assert_eq!(yf.size(), yr.size(), "{what}");
+            assert_eq!(yf.stride(), yr.stride(), "{what}: layout");
+            assert_eq!(xf.grad().stride(), xr.grad().stride(), "{what}: gradient layout");
             assert_eq!(max_diff(&yf, &yr), 0.0, "{what}: values");
             let (gf, gr) = (xf.grad(), xr.grad());
             let differ = gf.ne_tensor(&gr).sum(Kind::Int64).int64_value(&[]);
@@ -249,6 +255,11 @@ fn bias_act_matches_aten() {
             (&[1, 3, 7, 5][..], false),
             (&[3, 5, 7, 5][..], true),
             (&[10, 256, 80, 80][..], false),
+            (&[10, 256, 80, 80][..], true),
+            (&[4, 80, 20, 20][..], true),
+            (&[2, 1024, 12, 10][..], true),
+            (&[2, 300, 9, 9][..], true),
+            (&[1, 2048, 4, 4][..], true),
         ] {
             for act in [Epilogue::SiLU, Epilogue::Identity] {
                 for amax in [None, Some(0.37), Some(4.0), Some(11.3)] {

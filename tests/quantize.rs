@@ -227,6 +227,99 @@ fn channels_last_qat_computes_what_nchw_does() {
     assert!(nhwc[2] < nhwc[0], "channels-last QAT lowers the loss: {nhwc:?}");
 }
 
+/// Training's fake-quant hook; `share` lets the forward pass quantize a value once for all
+/// readers of one quantizer, and a Concat read through a quantizer quantize its parts.
+struct CountingQuant<'a> {
+    table: &'a yolo_qat::quant::quantizer::QuantTable,
+    share: bool,
+    elements: i64,
+}
+
+impl yolo_qat::model::forward::QuantHook for CountingQuant<'_> {
+    fn activation(&mut self, q: yolo_qat::model::graph::QuantId, x: &Tensor) -> Tensor {
+        self.elements += x.numel() as i64;
+        match &self.table.quantizers[q].params {
+            Some(yolo_qat::quant::fake_quant::QParams::PerTensor { amax }) => yolo_qat::quant::fake_quant::train_fake_quant(x, *amax),
+            Some(p) => p.apply(x),
+            None => x.shallow_clone(),
+        }
+    }
+    fn weight(&mut self, _: yolo_qat::model::graph::QuantId, w: &Tensor) -> Tensor {
+        w.shallow_clone()
+    }
+    fn shares_quantized_values(&self) -> bool {
+        self.share
+    }
+}
+
+/// Quantizing a concatenation's parts instead of the whole (and each value once for all its
+/// readers) gives the same values and the same straight-through gradient, for less work.
+#[test]
+fn quantized_concat_parts_equal_the_quantized_concat() {
+    let m = quantized(TRAINED, 160);
+    let table = &m.quant.as_ref().unwrap().table;
+    let x = batches(&loader(160, 2), 1).last().unwrap();
+    let g = &m.graph;
+    let keep = [g.output];
+    let run = |share: bool| {
+        let xg = x.detach().set_requires_grad(true);
+        let mut hook = CountingQuant { table, share, elements: 0 };
+        let y = g.run(&xg, &mut hook, &keep).take(g.output);
+        let weights = Tensor::linspace(-1.0, 1.0, y.numel() as i64, (Kind::Float, Device::Cpu)).view_as(&y);
+        (&y * weights).sum(Kind::Float).backward();
+        (y.detach(), xg.grad(), hook.elements)
+    };
+    let (y0, g0, n0) = run(false);
+    let (y1, g1, n1) = run(true);
+    assert!(y0.equal(&y1), "values differ: max {}", f64::try_from((&y0 - &y1).abs().max()).unwrap());
+    let rel = f64::try_from((&g0 - &g1).abs().max()).unwrap() / f64::try_from(g0.abs().max()).unwrap();
+    assert!(rel < 1e-5, "input gradients differ: rel {rel}");
+    // Every ELAN concatenation was quantized whole before; its parts are no bigger, and
+    // parts read by a conv through the same quantizer are quantized once.
+    assert!(n1 < n0, "quantized elements with sharing {n1}, without {n0}");
+}
+
+/// A channels-last student keeps its weights (and Adam's moments, and their average) in
+/// another order in the flat buffer; what it binds for evaluation and what it saves for a
+/// resume must not show it.
+#[test]
+fn channels_last_state_and_weights_read_as_nchw() {
+    let x = batches(&loader(160, 2), 1).last().unwrap();
+    let mut m = quantized(TRAINED, 160);
+    let mut a = Qat::new(&mut m, None, Supervision::recipe(1), false);
+    a.enable_ema(0.9, 1.0);
+    let _ = a.step(&mut m, &x, 1e-3);
+    let saved = a.optimizer_state();
+    a.bind_for_eval(&mut m);
+    let averaged: Vec<Tensor> = m.graph.convs().map(|(_, c)| c.weight.copy()).collect();
+    a.bind_master(&mut m);
+    let master: Vec<Tensor> = m.graph.convs().map(|(_, c)| c.weight.copy()).collect();
+
+    let mut m2 = quantized(TRAINED, 160);
+    let mut b = Qat::new(&mut m2, None, Supervision::recipe(1), false);
+    b.enable_ema(0.9, 1.0);
+    b.set_channels_last(true);
+    b.load_optimizer_state(&saved, 1).unwrap();
+    for ((n, t), (n2, t2)) in saved.iter().zip(b.optimizer_state()) {
+        assert_eq!(n, &n2);
+        assert!(t.equal(&t2), "{n} differs after a channels-last round trip");
+    }
+    let weights = |m: &Detector| -> Vec<Tensor> { m.graph.convs().map(|(_, c)| c.weight.shallow_clone()).collect() };
+    b.bind_master(&mut m2);
+    for (w, want) in weights(&m2).iter().zip(&master) {
+        assert!(w.is_contiguous() && w.equal(want), "master weights read back NCHW");
+    }
+    b.bind_for_eval(&mut m2);
+    for (w, want) in weights(&m2).iter().zip(&averaged) {
+        assert!(w.is_contiguous() && w.equal(want), "averaged weights read back NCHW");
+    }
+    // The buffer really is channels-last: a 3x3 conv's views have NHWC strides while training.
+    let _ = b.step(&mut m2, &x, 1e-3);
+    let w = m2.graph.convs().map(|(_, c)| c.weight.shallow_clone()).find(|w| w.size()[2] == 3).unwrap();
+    let z = w.size();
+    assert_eq!(w.stride(), [z[1] * 9, 1, 3 * z[1], z[1]], "training binds channels-last views");
+}
+
 #[test]
 fn learned_amax_moves_the_ranges_and_lowers_the_loss() {
     let mut m = quantized(TRAINED, 160);

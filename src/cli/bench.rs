@@ -28,7 +28,8 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// `qat` (calibration + QAT steps) or `infer` (fp16 forward).
+    /// `qat` (calibration + QAT steps), `infer` (fp16 forward) or `loader` (the augmented
+    /// training loader alone over `--data`, images per second).
     what: String,
     /// Model yaml for random weights (e.g. configs/gelan-c.yaml) …
     #[arg(long)]
@@ -53,13 +54,24 @@ pub struct Args {
     hyp: PathBuf,
     #[arg(long, default_value_t = 26)]
     calib_batches: usize,
+    /// Loader threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// The loader keeps decoded, resized images in memory (`quantize --cache`); one pass
+    /// over the data fills it before timing.
+    #[arg(long)]
+    cache: bool,
     /// Launch every QAT kernel one by one instead of replaying a CUDA graph.
     #[arg(long)]
     no_cuda_graph: bool,
-    /// Run in channels-last (NHWC) memory layout.
+    /// Run in channels-last (NHWC) memory layout: `infer` only when asked, the QAT step
+    /// by default where `quantize` does (CUDA with our kernels).
     #[arg(long)]
     channels_last: bool,
-    /// Run SiLU and its fake-quant as two ops even where the fused CUDA kernel exists.
+    /// Keep the QAT step NCHW.
+    #[arg(long)]
+    no_channels_last: bool,
+    /// ATen's ops (NCHW unless `--channels-last`) instead of our fused CUDA kernels.
     #[arg(long)]
     unfused: bool,
     /// After timing, profile this many QAT steps: share of GPU time per kernel family
@@ -101,6 +113,9 @@ pub fn run(a: Args) -> Result<()> {
     validate::count("--batch-size", a.batch_size)?;
     validate::count("--iters", a.iters)?;
     validate::count("--calib-batches", a.calib_batches)?;
+    if a.what == "loader" {
+        return bench_loader(&a);
+    }
     let device = parse_device(&a.device)?;
     tch::Cuda::cudnn_set_benchmark(true);
     let mut m = model(&a)?;
@@ -114,7 +129,7 @@ pub fn run(a: Args) -> Result<()> {
     let report = match a.what.as_str() {
         "infer" => bench_infer(&m, &x, &a, device, fwd_gflops),
         "qat" => bench_qat(&mut m, &x, &a, device, fwd_gflops)?,
-        w => bail!("bench {w}: expected `qat` or `infer`"),
+        w => bail!("bench {w}: expected `qat`, `infer` or `loader`"),
     };
     let mut report = report;
     // The caching allocator's own peak: what this process's tensors needed (other processes
@@ -129,6 +144,29 @@ pub fn run(a: Args) -> Result<()> {
     report["batch_size"] = serde_json::json!(a.batch_size);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// Images per second of the augmented loader alone (`--iters` batches after `--warmup`).
+fn bench_loader(a: &Args) -> Result<()> {
+    let Some(d) = &a.data else { bail!("bench loader: give --data") };
+    let workers = a.workers.unwrap_or_else(default_workers);
+    let l = train_loader(&DataConfig::load(d)?, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, workers, false)?.with_cache(a.cache);
+    fill_cache(&l, a.cache);
+    let mut batches = l.iter_forever(1);
+    batches.by_ref().take(a.warmup).for_each(drop);
+    let t = Instant::now();
+    let n: usize = batches.take(a.iters).map(|b| b.batch).sum();
+    let s = t.elapsed().as_secs_f64();
+    let report = serde_json::json!({ "bench": "loader", "workers": workers, "cache": a.cache, "imgsz": a.imgsz, "batch_size": a.batch_size, "images": n, "images_per_s": n as f64 / s, "ms_per_image_per_worker": s * 1e3 * workers as f64 / n as f64 });
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// With the cache on, one pass over the data (epoch 0) so that timed epochs read from it.
+fn fill_cache(l: &TrainLoader, on: bool) {
+    if on {
+        l.iter(0).for_each(drop);
+    }
 }
 
 fn bench_infer(m: &Detector, x: &Tensor, a: &Args, device: Device, gf: f64) -> serde_json::Value {
@@ -173,7 +211,8 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let loader = match &a.data {
         Some(d) => {
             let data = DataConfig::load(d)?;
-            Some(train_loader(&data, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, default_workers(), false)?)
+            let l = train_loader(&data, a.imgsz, a.batch_size, super::common::load_hyp(&a.hyp)?, 0, a.workers.unwrap_or_else(default_workers), false)?;
+            Some(l.with_cache(a.cache))
         }
         None => None,
     };
@@ -203,7 +242,7 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
     let step_peak = crate::cuda::memory::allocator_peak(device);
     let ips = a.batch_size as f64 / step_s;
     let mut out = serde_json::json!({
-        "bench": "qat", "objective": qat.objective().kind.name(), "cuda_graph": graphed, "channels_last": a.channels_last, "calibration_s": calib_s, "calibration_batches": a.calib_batches,
+        "bench": "qat", "objective": qat.objective().kind.name(), "cuda_graph": graphed, "channels_last": qat.channels_last(), "calibration_s": calib_s, "calibration_batches": a.calib_batches,
         "step_ms": step_s * 1e3, "images_per_s": ips,
         "tflops": 4.0 * gf * ips / 1e3,
         "fused_ops_before_timing": fused_ops,
@@ -215,9 +254,11 @@ fn bench_qat(m: &mut Detector, x: &Tensor, a: &Args, device: Device, gf: f64) ->
         })?;
     }
     if let Some(l) = loader {
-        let loader_ips = with_loader(&mut qat, m, &l, gt.is_some(), a, device);
-        out["images_per_s_with_loader"] = serde_json::json!(loader_ips);
-        out["gpu_share"] = serde_json::json!(loader_ips / ips);
+        fill_cache(&l, a.cache);
+        let fed = with_loader(&mut qat, m, &l, gt.is_some(), a, device);
+        out["images_per_s_with_loader"] = fed["images_per_s"].clone();
+        out["gpu_share"] = serde_json::json!(fed["images_per_s"].as_f64().unwrap_or(0.0) / ips);
+        out["with_loader"] = fed;
     }
     Ok(out)
 }
@@ -233,23 +274,33 @@ fn student(m: &mut Detector, a: &Args, device: Device) -> (Qat, Option<GtBoxes>)
     if let Some((decay, tau)) = settings.ema {
         qat.enable_ema(decay, tau);
     }
-    qat.set_channels_last(a.channels_last);
+    qat.set_channels_last(a.channels_last || super::quantize::channels_last_step(device, a.unfused || a.no_channels_last));
     let gt = settings.objective.uses_labels().then(|| synthetic_labels(a.batch_size, a.imgsz, device));
     (qat, gt)
 }
 
-/// Images per second of whole steps fed by the augmented loader (its labels when `labels`).
-fn with_loader(qat: &mut Qat, m: &mut Detector, l: &TrainLoader, labels: bool, a: &Args, device: Device) -> f64 {
+/// Whole steps fed by the augmented loader (its labels when `labels`): images per second, and
+/// where the main thread's time went (waiting for batches, uploading them, launching steps).
+fn with_loader(qat: &mut Qat, m: &mut Detector, l: &TrainLoader, labels: bool, a: &Args, device: Device) -> serde_json::Value {
     let t = Instant::now();
-    let mut n = 0;
-    for b in l.iter_forever(1).take(a.iters) {
+    let (mut n, mut wait, mut upload) = (0, 0.0, 0.0);
+    let mut batches = l.iter_forever(1).take(a.iters);
+    loop {
+        let t0 = Instant::now();
+        let Some(b) = batches.next() else { break };
+        let t1 = Instant::now();
         let xb = images_to_tensor(&b.images, b.batch, b.size, b.size, device);
         let gb = labels.then(|| gt_boxes(&b.labels, b.batch, (b.size as i64, b.size as i64), LABEL_SLOTS, device));
+        let t2 = Instant::now();
         let _ = qat.step_with(m, &xb, gb.as_ref(), 1e-6);
         n += b.batch;
+        wait += (t1 - t0).as_secs_f64();
+        upload += (t2 - t1).as_secs_f64();
     }
     sync(device);
-    n as f64 / t.elapsed().as_secs_f64()
+    let s = t.elapsed().as_secs_f64();
+    let per_batch_ms = |v: f64| v * 1e3 / a.iters as f64;
+    serde_json::json!({ "images_per_s": n as f64 / s, "ms_per_batch": per_batch_ms(s), "wait_ms": per_batch_ms(wait), "upload_ms": per_batch_ms(upload), "step_call_ms": per_batch_ms(s - wait - upload) })
 }
 
 /// GPU time per kernel family over `steps` runs of `step`, and the 30 costliest kernels

@@ -190,7 +190,7 @@ fn segmentation_objective(s: QatSettings, model: &Detector) -> QatSettings {
 fn open_run(a: &Args, settings: QatSettings, dir: PathBuf, data: &DataConfig, hyp: Hyp, device: Device, masks: bool) -> Result<Run> {
     let stem = a.weights.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
     let workers = a.workers.unwrap_or_else(super::common::default_workers);
-    let loader = train_loader(data, a.imgsz, a.batch_size, hyp, a.seed, workers, masks)?;
+    let loader = train_loader(data, a.imgsz, a.batch_size, hyp, a.seed, workers, masks)?.with_cache(a.cache);
     let val = eval_set(data, a.imgsz, a.batch_size)?;
     let eopts = EvalOptions { half: device.is_cuda(), save_json: a.eval_pycocotools, ..EvalOptions::new(device) };
     let stop = Arc::new(AtomicBool::new(false));
@@ -311,7 +311,14 @@ fn new_qat(a: &Args, run: &Run, model: &mut Detector, teacher: Option<Graph>) ->
     if let Some((decay, tau)) = s.ema {
         qat.enable_ema(decay, tau);
     }
+    qat.set_channels_last(channels_last_step(run.device, a.no_fused_kernels || a.no_channels_last));
     qat
+}
+
+/// Whether the QAT step runs channels-last: on CUDA with our kernels (ATen's channels-last
+/// 2x2 average pool alone would cost more than the layout saves), unless turned off.
+pub fn channels_last_step(device: tch::Device, off: bool) -> bool {
+    device.is_cuda() && crate::cuda::kernels::available() && !off
 }
 
 /// Trains `epochs` epochs of QAT on `model`, evaluating and saving after each; `resumed`:

@@ -128,10 +128,14 @@ pub struct Args {
     /// Launch the QAT step's kernels one by one instead of replaying a CUDA graph.
     #[arg(long)]
     pub no_cuda_graph: bool,
-    /// Run SiLU and its fake-quant as two ops even where the fused CUDA kernel exists
-    /// (for comparisons; the results are the same).
+    /// Run ATen's ops (NCHW) instead of our fused CUDA kernels (for comparisons; the
+    /// results agree to rounding).
     #[arg(long)]
     pub no_fused_kernels: bool,
+    /// Keep the QAT step in NCHW layout (on CUDA with our kernels it runs channels-last,
+    /// which spares cuDNN a layout transpose around every convolution).
+    #[arg(long)]
+    pub no_channels_last: bool,
     #[arg(long)]
     pub no_eval_origin: bool,
     #[arg(long)]
@@ -162,6 +166,11 @@ pub struct Args {
     /// Loader threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Keep every decoded, resized training image in memory (upstream's `--cache ram`):
+    /// epochs after the first skip JPEG decoding and the resize, half the loader's work.
+    /// About imgsz² × 3 bytes per image.
+    #[arg(long)]
+    pub cache: bool,
 }
 
 impl Args {

@@ -119,17 +119,24 @@ pub fn applied() -> u64 {
     APPLIED.load(Ordering::Relaxed)
 }
 
-/// ADown's `avg_pool2d(x, 2, 1, 0)` (count_include_pad) for a contiguous NCHW fp16/fp32
-/// CUDA tensor of at least 2x2; `None` elsewhere.
+/// ADown's `avg_pool2d(x, 2, 1, 0)` (count_include_pad) for a contiguous NCHW or
+/// channels-last fp16/fp32 CUDA tensor of at least 2x2 (the result keeps the layout);
+/// `None` elsewhere.
 pub fn avg_pool_2x2(x: &Tensor) -> Option<Tensor> {
     let s = x.size();
     if !usable(x) {
         return None;
     }
-    if s.len() != 4 || s[2] < 2 || s[3] < 2 || !x.is_contiguous() {
+    if s.len() != 4 || s[2] < 2 || s[3] < 2 || !(x.is_contiguous() || is_channels_last(x)) {
         return None;
     }
     imp::pool(x)
+}
+
+/// Whether a 4-D tensor is dense in channels-last order (strides `[H·W·C, 1, W·C, C]`).
+pub fn is_channels_last(x: &Tensor) -> bool {
+    let (s, st) = (x.size(), x.stride());
+    s.len() == 4 && st[1] == 1 && st[3] == s[1] && st[2] == s[1] * s[3] && st[0] == s[1] * s[2] * s[3]
 }
 
 #[cfg(yq_fused_kernels)]

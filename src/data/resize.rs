@@ -93,10 +93,6 @@ fn sat_u8_f32(v: f32) -> u8 {
     v.round_ties_even().clamp(0.0, 255.0) as u8
 }
 
-fn sat_u8_i32(v: i32) -> u8 {
-    v.clamp(0, 255) as u8
-}
-
 fn sat_i16_f32(v: f32) -> i16 {
     v.round_ties_even().clamp(i16::MIN as f32, i16::MAX as f32) as i16
 }
@@ -313,6 +309,9 @@ fn linear_rows(dsize: usize, scale: f64, inv_scale: f64, area: bool) -> Vec<(i64
 }
 
 fn hresize_row(row: &[u8], xa: &LinearAxis, cn: usize, out: &mut [i32]) {
+    if cn == 3 {
+        return hresize_row_rgb(row, xa, out);
+    }
     for ((o, &[s0, s1]), &[a0, a1]) in out.chunks_exact_mut(cn).zip(&xa.ofs).zip(&xa.w) {
         for (c, v) in o.iter_mut().enumerate() {
             *v = row[s0 + c] as i32 * a0 + row[s1 + c] as i32 * a1;
@@ -320,13 +319,28 @@ fn hresize_row(row: &[u8], xa: &LinearAxis, cn: usize, out: &mut [i32]) {
     }
 }
 
+/// [`hresize_row`] for RGB, the loader's case: fixed-size pixels, so no per-channel bounds
+/// checks or loop (the same arithmetic).
+fn hresize_row_rgb(row: &[u8], xa: &LinearAxis, out: &mut [i32]) {
+    for ((o, &[s0, s1]), &[a0, a1]) in out.chunks_exact_mut(3).zip(&xa.ofs).zip(&xa.w) {
+        let (p0, p1): (&[u8; 3], &[u8; 3]) = (row[s0..s0 + 3].try_into().expect("3 bytes"), row[s1..s1 + 3].try_into().expect("3 bytes"));
+        let o: &mut [i32; 3] = o.try_into().expect("3 values");
+        for c in 0..3 {
+            o[c] = p0[c] as i32 * a0 + p1[c] as i32 * a1;
+        }
+    }
+}
+
 /// OpenCV's SIMD vertical pass (used for whole rows in 4.x): each tap is
 /// pre-shifted by 4, multiplied keeping the high 16 bits, then rounded by 2 bits.
 fn vresize_row(r0: &[i32], r1: &[i32], b0: i32, b1: i32, out: &mut [u8]) {
-    for ((o, &s0), &s1) in out.iter_mut().zip(r0).zip(r1) {
-        let a = ((s0 >> 4).clamp(-32768, 32767) * b0) >> 16;
-        let b = ((s1 >> 4).clamp(-32768, 32767) * b1) >> 16;
-        *o = sat_u8_i32((a + b + 2) >> 2);
+    let n = out.len();
+    let (r0, r1) = (&r0[..n], &r1[..n]);
+    // Indexed over equal-length slices so the compiler vectorizes it (same arithmetic).
+    for i in 0..n {
+        let a = ((r0[i] >> 4).clamp(-32768, 32767) * b0) >> 16;
+        let b = ((r1[i] >> 4).clamp(-32768, 32767) * b1) >> 16;
+        out[i] = ((a + b + 2) >> 2).clamp(0, 255) as u8;
     }
 }
 

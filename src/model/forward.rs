@@ -126,6 +126,11 @@ impl Graph {
                     let fused = plan.fused_output(c, o);
                     store(conv_node(c, &inputs[0], node.quant.weight, fused, hook), o, fused, &mut vals, &mut quantized);
                 }
+                (Op::Concat, None) if plan.concat_quant(self, i).is_some() => {
+                    let q = plan.concat_quant(self, i).expect("checked");
+                    let parts: Vec<Tensor> = node.inputs.iter().map(|&v| read_as(hook, q, v, &vals, &mut quantized)).collect();
+                    store((Tensor::cat(&parts, 1), true), node.outputs[0], Some(q), &mut vals, &mut quantized);
+                }
                 _ => {
                     for (o, y) in node.outputs.iter().zip(eval_node(node, &inputs, hook)) {
                         vals[*o] = Some(y);
@@ -157,27 +162,39 @@ impl Graph {
     }
 
     /// Per value: the quantizer every running reader reads it through, when there is one
-    /// and the value is not kept raw.
+    /// and the value is not kept raw. A Concat whose own value is read only through quantizer
+    /// q reads its inputs through q ([`Plan::concat_quant`]): quantizing each part equals
+    /// quantizing the whole, values and straight-through masks alike.
     fn sole_quantizers(&self, consumers: &[Vec<(usize, usize)>], keep: &[ValueId], only: Option<&[bool]>) -> Vec<Option<QuantId>> {
         let runs = |n: usize| only.is_none_or(|m| m[n]);
-        (0..self.num_values)
-            .map(|v| {
-                if keep.contains(&v) {
-                    return None;
-                }
-                let mut readers = consumers[v].iter().filter(|&&(n, _)| runs(n)).peekable();
-                readers.peek()?;
-                let mut quant = None;
-                for &(n, k) in readers {
-                    let s = self.nodes[n].quant.inputs[k].filter(|s| s.enabled)?;
-                    if quant.is_some_and(|q| q != s.quant) {
-                        return None;
-                    }
-                    quant = Some(s.quant);
-                }
-                quant
-            })
-            .collect()
+        let mut sole: Vec<Option<QuantId>> = vec![None; self.num_values];
+        // Readers come after what they read, so a Concat's value is settled before its inputs.
+        let mut order: Vec<ValueId> = (0..self.num_values).collect();
+        let producer = self.producers();
+        order.sort_by_key(|&v| std::cmp::Reverse(producer[v]));
+        for v in order {
+            if keep.contains(&v) {
+                continue;
+            }
+            let mut readers = consumers[v].iter().filter(|&&(n, _)| runs(n)).peekable();
+            if readers.peek().is_none() {
+                continue;
+            }
+            let through = |&(n, k): &(usize, usize)| match self.nodes[n].quant.inputs[k].filter(|s| s.enabled) {
+                Some(s) => Some(s.quant),
+                None if self.concat_reads_quantized(n) => sole[self.nodes[n].outputs[0]],
+                None => None,
+            };
+            let quants: Option<Vec<QuantId>> = readers.map(through).collect();
+            sole[v] = quants.and_then(|q| q.iter().all(|&x| x == q[0]).then(|| q[0]));
+        }
+        sole
+    }
+
+    /// Whether node `n` is a Concat without quantizers of its own (inputs or output).
+    fn concat_reads_quantized(&self, n: usize) -> bool {
+        let node = &self.nodes[n];
+        matches!(node.op, Op::Concat) && node.quant.inputs.iter().all(|s| s.is_none_or(|s| !s.enabled)) && node.quant.output.is_none_or(|s| !s.enabled)
     }
 
     /// Per node: for a conv (ungrouped, no output quantizer) whose output feeds only one
@@ -241,6 +258,13 @@ impl Plan {
     fn fused_output(&self, c: &Conv2d, o: ValueId) -> Option<QuantId> {
         self.sole[o].filter(|_| c.act == Activation::SiLU)
     }
+
+    /// For Concat node `n` whose value every reader reads through one quantizer: that
+    /// quantizer. The node then concatenates its inputs quantized (most arrive so from
+    /// their convs' epilogues) instead of quantizing the whole again for its readers.
+    fn concat_quant(&self, g: &Graph, n: usize) -> Option<QuantId> {
+        self.sole[g.nodes[n].outputs[0]].filter(|_| g.concat_reads_quantized(n))
+    }
 }
 
 /// Stores a conv's value; quantized values are also recorded as read through `fused`.
@@ -271,6 +295,20 @@ fn read(
     let y = hook.activation(s.quant, x);
     if quantized[v].is_none() {
         quantized[v] = Some((s.quant, y.shallow_clone()));
+    }
+    y
+}
+
+/// Value `v` quantized by `q`: as recorded when it already was, else quantized now.
+fn read_as(hook: &mut dyn QuantHook, q: QuantId, v: ValueId, vals: &[Option<Tensor>], quantized: &mut [Option<(QuantId, Tensor)>]) -> Tensor {
+    if let Some((p, y)) = &quantized[v] {
+        if *p == q {
+            return y.shallow_clone();
+        }
+    }
+    let y = hook.activation(q, vals[v].as_ref().expect("graph is not in execution order"));
+    if quantized[v].is_none() {
+        quantized[v] = Some((q, y.shallow_clone()));
     }
     y
 }

@@ -10,7 +10,8 @@
 #include "next_above.h"
 #include "op_shim.h"
 
-extern "C" int64_t yq_bias_act_partials(int dtype, int layout, int64_t images, int channels, int hw);
+extern "C" int64_t yq_bias_act_partials(int dtype, int layout, int64_t images, int channels, int hw, const void* dy, const void* z, const void* bias,
+                                        const void* dz);
 extern "C" int yq_bias_act_forward(int dtype, int layout, int act, const void* z, const void* bias, void* y, int64_t images, int channels, int hw,
                                    float scale, void* stream);
 extern "C" int yq_bias_act_backward(int dtype, int layout, int act, const void* dy, const void* z, const void* bias, void* dz, float* partial,
@@ -68,13 +69,13 @@ struct BiasAct : public torch::autograd::Function<BiasAct> {
     at::Tensor dy = grads[0].to(z.scalar_type());
     if (dy.strides() != z.strides()) dy = at::empty_like(z).copy_(dy);
     at::Tensor dz = at::empty_like(z);
-    const int64_t n_partial = yq_bias_act_partials(dtype, g.layout, g.images, g.channels, g.hw);
+    const int64_t n_partial = yq_bias_act_partials(dtype, g.layout, g.images, g.channels, g.hw, dy.data_ptr(), z.data_ptr(), bias.data_ptr(), dz.data_ptr());
     at::Tensor partial = at::empty({n_partial}, z.options().dtype(at::kFloat));
     check(yq_bias_act_backward(dtype, g.layout, act, dy.data_ptr(), z.data_ptr(), bias.data_ptr(), dz.data_ptr(), n_partial > 0 ? partial.data_ptr<float>() : nullptr,
                                g.images, g.channels, g.hw, hi > 0 ? -hi : 0.0f, hi, stream_of(z)),
           "bias-act backward");
     // ATen sums a bias gradient in float and rounds it once to the bias type.
-    at::Tensor dbias = g.layout == 0 ? partial.view({g.channels, -1}).sum(1) : dz.sum({0, 2, 3}, false, at::kFloat);
+    at::Tensor dbias = n_partial == 0 ? dz.sum({0, 2, 3}, false, at::kFloat) : g.layout == 0 ? partial.view({g.channels, -1}).sum(1) : partial.view({-1, g.channels}).sum(0);
     return {dz, dbias.to(bias.scalar_type()), at::Tensor(), at::Tensor()};
   }
 };

@@ -16,7 +16,8 @@
 //   bias gradient sums the rounded input gradients in float per (image, channel) plane and
 //   block (a sum in another order than ATen's: equal to rounding).
 // Layouts: contiguous NCHW (blocks walk one plane, so the channel is fixed per block) and
-// channels-last (the channel is the fastest index). Packs of 16 bytes where sizes allow.
+// channels-last (threads keep one pack of channels; the bias gradient's per-block sums are
+// written by the same pass as in NCHW). Packs of 16 bytes where sizes allow.
 // Pure CUDA C++: no torch headers. Launchers return cudaError_t as int.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -120,9 +121,71 @@ __global__ void bias_act_backward_nchw(const T* __restrict__ dy, const T* __rest
   }
 }
 
-// Channels-last: element i has channel i % channels; V divides the channel count.
+// Channels-last, channel packs of one pixel side by side (`packs` = channels / V <= kThreads):
+// thread l owns pack l % packs for the whole launch and walks the pixels l / packs,
+// + rows, + 2 rows, ... (rows = kThreads / packs pixels per block and step), so its bias
+// stays in registers and, backward, so does its share of the bias gradient.
 template <typename T, int V, int ACT, bool FQ>
-__global__ void bias_act_forward_nhwc(const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ y, int64_t n, int channels, Quant q) {
+__global__ void bias_act_forward_nhwc(const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ y, int64_t pixels, int channels, Quant q) {
+  const int packs = channels / V, rows = kThreads / packs, p = threadIdx.x % packs, rr = threadIdx.x / packs;
+  if (rr >= rows) return;
+  float b[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) b[k] = to_f<T>(bias[p * V + k]);
+  for (int64_t r = (int64_t)blockIdx.x * rows + rr; r < pixels; r += (int64_t)gridDim.x * rows) {
+    const int64_t i = r * channels + p * V;
+    const Pack<T, V> in = *reinterpret_cast<const Pack<T, V>*>(z + i);
+    Pack<T, V> out;
+#pragma unroll
+    for (int k = 0; k < V; ++k) out.v[k] = forward_one<T, ACT, FQ>(to_f<T>(in.v[k]), b[k], q);
+    *reinterpret_cast<Pack<T, V>*>(y + i) = out;
+  }
+}
+
+// partial[blockIdx.x][c]: this block's sum of the (rounded) input gradients of channel c,
+// its rows added in row order.
+template <typename T, int V, int ACT, bool FQ>
+__global__ void bias_act_backward_nhwc(const T* __restrict__ dy, const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ dz, float* __restrict__ partial,
+                                       int64_t pixels, int channels, Quant q) {
+  __shared__ float shared[kThreads * V];
+  const int packs = channels / V, rows = kThreads / packs, p = threadIdx.x % packs, rr = threadIdx.x / packs;
+  float acc[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) acc[k] = 0.0f;
+  if (rr < rows) {
+    float b[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) b[k] = to_f<T>(bias[p * V + k]);
+    for (int64_t r = (int64_t)blockIdx.x * rows + rr; r < pixels; r += (int64_t)gridDim.x * rows) {
+      const int64_t i = r * channels + p * V;
+      const Pack<T, V> g = *reinterpret_cast<const Pack<T, V>*>(dy + i);
+      const Pack<T, V> in = *reinterpret_cast<const Pack<T, V>*>(z + i);
+      Pack<T, V> out;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        out.v[k] = from_f<T>(backward_one<T, ACT, FQ>(to_f<T>(g.v[k]), to_f<T>(in.v[k]), b[k], q));
+        acc[k] += to_f<T>(out.v[k]);
+      }
+      *reinterpret_cast<Pack<T, V>*>(dz + i) = out;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) shared[threadIdx.x * V + k] = acc[k];
+  __syncthreads();
+  if (threadIdx.x < packs) {
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      float sum = 0.0f;
+      for (int j = 0; j < rows; ++j) sum += shared[(j * packs + threadIdx.x) * V + k];
+      partial[(int64_t)blockIdx.x * channels + threadIdx.x * V + k] = sum;
+    }
+  }
+}
+
+// Channels-last with more packs than threads: element i has channel i % channels (the
+// caller sums the bias gradient).
+template <typename T, int V, int ACT, bool FQ>
+__global__ void bias_act_forward_flat(const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ y, int64_t n, int channels, Quant q) {
   for (int64_t i = (blockIdx.x * (int64_t)kThreads + threadIdx.x) * V; i < n; i += (int64_t)gridDim.x * kThreads * V) {
     const int c = (int)(i % channels);
     const Pack<T, V> in = *reinterpret_cast<const Pack<T, V>*>(z + i);
@@ -133,9 +196,8 @@ __global__ void bias_act_forward_nhwc(const T* __restrict__ z, const T* __restri
   }
 }
 
-// The bias gradient of this layout is summed by the caller (ATen's reduction).
 template <typename T, int V, int ACT, bool FQ>
-__global__ void bias_act_backward_nhwc(const T* __restrict__ dy, const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ dz, int64_t n, int channels, Quant q) {
+__global__ void bias_act_backward_flat(const T* __restrict__ dy, const T* __restrict__ z, const T* __restrict__ bias, T* __restrict__ dz, int64_t n, int channels, Quant q) {
   for (int64_t i = (blockIdx.x * (int64_t)kThreads + threadIdx.x) * V; i < n; i += (int64_t)gridDim.x * kThreads * V) {
     const int c = (int)(i % channels);
     const Pack<T, V> g = *reinterpret_cast<const Pack<T, V>*>(dy + i);
@@ -162,6 +224,14 @@ int blocks_per_plane(int hw, int dtype_bytes) {
   return b < kMaxBlocksPerPlane ? b : kMaxBlocksPerPlane;
 }
 
+// Blocks of the channels-last backward: fixed by the element count alone (not the pack
+// width), so the partial sums' count is known before the width is picked.
+constexpr int64_t kMaxNhwcBlocks = 1024;
+unsigned nhwc_blocks(int64_t n) {
+  const int64_t b = (n + kThreads * 32 - 1) / (kThreads * 32);
+  return static_cast<unsigned>(b < 1 ? 1 : (b < kMaxNhwcBlocks ? b : kMaxNhwcBlocks));
+}
+
 unsigned flat_blocks(int64_t n, int v) {
   const int64_t b = (n / v + kThreads - 1) / kThreads;
   return static_cast<unsigned>(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
@@ -181,9 +251,13 @@ template <typename T, int V, int ACT, bool FQ> void launch_forward(const Shape& 
   if (s.layout == 0) {
     const dim3 grid(blocks_per_plane(s.hw, sizeof(T)), (unsigned)(planes < 65535 ? planes : 65535));
     bias_act_forward_nchw<T, V, ACT, FQ><<<grid, kThreads, 0, st>>>(z, bias, y, planes, s.channels, s.hw, q);
+  } else if (s.channels / V <= kThreads) {
+    const int rows = kThreads / (s.channels / V);
+    const int64_t b = (planes * s.hw / s.channels + rows - 1) / rows;
+    bias_act_forward_nhwc<T, V, ACT, FQ><<<(unsigned)(b < 65535 * 8 ? b : 65535 * 8), kThreads, 0, st>>>(z, bias, y, planes * s.hw / s.channels, s.channels, q);
   } else {
     const int64_t n = planes * s.hw;
-    bias_act_forward_nhwc<T, V, ACT, FQ><<<flat_blocks(n, V), kThreads, 0, st>>>(z, bias, y, n, s.channels, q);
+    bias_act_forward_flat<T, V, ACT, FQ><<<flat_blocks(n, V), kThreads, 0, st>>>(z, bias, y, n, s.channels, q);
   }
 }
 
@@ -193,9 +267,12 @@ void launch_backward(const Shape& s, const T* dy, const T* z, const T* bias, T* 
   if (s.layout == 0) {
     const dim3 grid(blocks_per_plane(s.hw, sizeof(T)), (unsigned)(planes < 65535 ? planes : 65535));
     bias_act_backward_nchw<T, V, ACT, FQ><<<grid, kThreads, 0, st>>>(dy, z, bias, dz, partial, planes, s.channels, s.hw, q);
+  } else if (partial != nullptr) {
+    const int64_t n = planes * s.hw;
+    bias_act_backward_nhwc<T, V, ACT, FQ><<<nhwc_blocks(n), kThreads, 0, st>>>(dy, z, bias, dz, partial, n / s.channels, s.channels, q);
   } else {
     const int64_t n = planes * s.hw;
-    bias_act_backward_nhwc<T, V, ACT, FQ><<<flat_blocks(n, V), kThreads, 0, st>>>(dy, z, bias, dz, n, s.channels, q);
+    bias_act_backward_flat<T, V, ACT, FQ><<<flat_blocks(n, V), kThreads, 0, st>>>(dy, z, bias, dz, n, s.channels, q);
   }
 }
 
@@ -233,11 +310,16 @@ void dispatch_act(bool backward, int act, bool fq, const Shape& s, const void* d
 
 extern "C" {
 
-// How many floats the NCHW backward's bias partial sums take (channels x images x blocks
-// per plane, in that order); 0 for channels-last.
-int64_t yq_bias_act_partials(int dtype, int layout, int64_t images, int channels, int hw) {
-  if (layout != 0) return 0;
-  return (int64_t)channels * images * blocks_per_plane(hw, dtype == 1 ? 2 : 4);
+// How many floats the backward's bias partial sums take: NCHW channels x images x blocks per
+// plane, channels-last blocks x channels (in those orders); 0 where the caller sums the bias
+// gradient itself (channels-last with more channel packs than a block has threads). The
+// pointers are the backward's (dy, z, bias, dz), which decide the pack width.
+int64_t yq_bias_act_partials(int dtype, int layout, int64_t images, int channels, int hw, const void* dy, const void* z, const void* bias, const void* dz) {
+  if (layout == 0) return (int64_t)channels * images * blocks_per_plane(hw, dtype == 1 ? 2 : 4);
+  const Shape s{layout, images, channels, hw};
+  const int v = dtype == 1 ? pack_width<__half>(s, z, bias, dz, dy) : pack_width<float>(s, z, bias, dz, dy);
+  if (channels / v > kThreads) return 0;
+  return (int64_t)nhwc_blocks(images * channels * (int64_t)hw) * channels;
 }
 
 // dtype: 0 = float, 1 = half; layout: 0 = contiguous NCHW, 1 = channels-last; act: 0 = none,
@@ -253,8 +335,8 @@ int yq_bias_act_forward(int dtype, int layout, int act, const void* z, const voi
   return static_cast<int>(cudaGetLastError());
 }
 
-// dz gets the gradient for z (dy laid out as z); with NCHW, partial gets the bias
-// gradient's partial sums (yq_bias_act_partials floats). Fake quantization when lo < hi.
+// dz gets the gradient for z (dy laid out as z); partial gets the bias gradient's partial
+// sums (yq_bias_act_partials floats; null when that is 0). Fake quantization when lo < hi.
 int yq_bias_act_backward(int dtype, int layout, int act, const void* dy, const void* z, const void* bias, void* dz, float* partial, int64_t images,
                          int channels, int hw, float lo, float hi, void* stream) {
   if (images * channels * (int64_t)hw == 0) return 0;

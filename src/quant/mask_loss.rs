@@ -20,7 +20,7 @@ pub const MASK_GAIN: f64 = 2.5;
 /// at the slot `gt_boxes` gives the label: (B, M, size, size) float.
 pub fn gt_masks(labels: &[(usize, usize, [f32; 4])], masks: &[u8], size: usize, batch: usize, m: usize, device: tch::Device) -> Tensor {
     let plane = size * size;
-    let mut out = vec![0f32; batch * m * plane];
+    let mut out = vec![0u8; batch * m * plane];
     let mut next = vec![0usize; batch];
     for (k, &(i, ..)) in labels.iter().enumerate() {
         if i >= batch || next[i] >= m || (k + 1) * plane > masks.len() {
@@ -28,9 +28,10 @@ pub fn gt_masks(labels: &[(usize, usize, [f32; 4])], masks: &[u8], size: usize, 
         }
         let slot = i * m + next[i];
         next[i] += 1;
-        out[slot * plane..(slot + 1) * plane].iter_mut().zip(&masks[k * plane..(k + 1) * plane]).for_each(|(o, &v)| *o = v as f32);
+        out[slot * plane..(slot + 1) * plane].iter_mut().zip(&masks[k * plane..(k + 1) * plane]).for_each(|(o, &v)| *o = v);
     }
-    Tensor::from_slice(&out).view([batch as i64, m as i64, size as i64, size as i64]).to_device(device)
+    // Uploaded as bytes (a quarter of the floats' size), converted on the device.
+    crate::cuda::upload::bytes(&out, device).view([batch as i64, m as i64, size as i64, size as i64]).to_kind(tch::Kind::Float)
 }
 
 /// The mask loss before its gain: Σ over images of the mean over their foreground anchors.

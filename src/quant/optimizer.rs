@@ -23,6 +23,10 @@ pub struct FlatParams {
     /// fp32 master parameters; the leaf that receives gradients.
     pub flat: Tensor,
     pub spans: Vec<Span>,
+    /// 4-D weights lie in the buffer as O×kh×kw×I (channels-last: cuDNN's NHWC kernels take
+    /// their views without a copy) instead of O×I×kh×kw. Either way each output channel is
+    /// one run of the buffer, which the per-channel weight quantization relies on.
+    channels_last: bool,
 }
 
 impl FlatParams {
@@ -40,29 +44,93 @@ impl FlatParams {
             }
         }
         let flat = Tensor::cat(&parts, 0).set_requires_grad(true);
-        FlatParams { flat, spans }
+        FlatParams { flat, spans, channels_last: false }
+    }
+
+    pub fn channels_last(&self) -> bool {
+        self.channels_last
+    }
+
+    /// Switches the buffer's layout (see [`FlatParams::channels_last`]); every other tensor laid
+    /// out like it must go through [`FlatParams::to_canonical`] / [`FlatParams::from_canonical`]
+    /// around this call.
+    pub fn set_channels_last(&mut self, on: bool) {
+        let canonical = self.to_canonical(&self.flat.detach());
+        self.channels_last = on;
+        let relaid = self.from_canonical(&canonical);
+        tch::no_grad(|| self.flat.detach().copy_(&relaid));
+    }
+
+    fn is_nhwc(&self, s: &Span) -> bool {
+        self.channels_last && !s.is_bias && s.size.len() == 4
+    }
+
+    /// Span `s`'s part of a buffer as the conv's parameter tensor (a view).
+    fn view(&self, s: &Span, part: &Tensor) -> Tensor {
+        if self.is_nhwc(s) {
+            let z = &s.size;
+            part.view([z[0], z[2], z[3], z[1]]).permute([0, 3, 1, 2])
+        } else {
+            part.view(s.size.as_slice())
+        }
+    }
+
+    fn parts(&self, buf: &Tensor) -> Vec<Tensor> {
+        let sizes: Vec<i64> = self.spans.iter().map(Span::numel).collect();
+        buf.split_with_sizes(sizes.as_slice(), 0)
+    }
+
+    /// `buf` (laid out like `flat`) with every weight in O×I×kh×kw order: what checkpoints of
+    /// the optimizer state hold, whatever the layout of the run that wrote them.
+    pub fn to_canonical(&self, buf: &Tensor) -> Tensor {
+        if !self.channels_last {
+            return buf.shallow_clone();
+        }
+        let parts: Vec<Tensor> = self.spans.iter().zip(self.parts(buf)).map(|(s, p)| self.view(s, &p).contiguous().reshape([-1])).collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    /// The inverse of [`FlatParams::to_canonical`].
+    pub fn from_canonical(&self, buf: &Tensor) -> Tensor {
+        if !self.channels_last {
+            return buf.shallow_clone();
+        }
+        let relay = |s: &Span, p: Tensor| if self.is_nhwc(s) { p.view(s.size.as_slice()).permute([0, 2, 3, 1]).contiguous().reshape([-1]) } else { p };
+        let parts: Vec<Tensor> = self.spans.iter().zip(self.parts(buf)).map(|(s, p)| relay(s, p)).collect();
+        Tensor::cat(&parts, 0)
     }
 
     /// Points the graph's conv parameters at views of `buf` (a flat tensor laid out like `flat`).
     /// One split, not a `narrow` per span: the backward of a split is one concatenation,
     /// while each narrow's backward would write a zero-filled gradient the size of `buf`.
     pub fn bind(&self, graph: &mut Graph, buf: &Tensor) {
-        let sizes: Vec<i64> = self.spans.iter().map(Span::numel).collect();
-        for (s, part) in self.spans.iter().zip(buf.split_with_sizes(sizes.as_slice(), 0)) {
-            if let Op::Conv(c) = &mut graph.nodes[s.node].op {
-                let view = part.view(s.size.as_slice());
-                if s.is_bias {
-                    c.bias = Some(view);
-                } else {
-                    c.weight = view;
-                }
+        for (s, part) in self.spans.iter().zip(self.parts(buf)) {
+            self.set(graph, s, self.view(s, &part));
+        }
+    }
+
+    fn set(&self, graph: &mut Graph, s: &Span, t: Tensor) {
+        if let Op::Conv(c) = &mut graph.nodes[s.node].op {
+            if s.is_bias {
+                c.bias = Some(t);
+            } else {
+                c.weight = t;
             }
         }
     }
 
-    /// Binds plain fp32 views of the master weights (for evaluation and saving).
+    /// Binds ordinary (contiguous NCHW) fp32 tensors of `buf` for evaluation and saving:
+    /// views of it, or copies where the buffer holds weights channels-last.
+    pub fn bind_plain(&self, graph: &mut Graph, buf: &Tensor) {
+        for (s, part) in self.spans.iter().zip(self.parts(buf)) {
+            let t = if self.is_nhwc(s) { self.view(s, &part).contiguous() } else { self.view(s, &part) };
+            self.set(graph, s, t);
+        }
+    }
+
+    /// [`FlatParams::bind_plain`] of the master weights.
     pub fn bind_master(&self, graph: &mut Graph) {
-        self.bind(graph, &self.flat.detach());
+        self.bind_plain(graph, &self.flat.detach());
     }
 }
 

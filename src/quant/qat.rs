@@ -179,16 +179,37 @@ impl Qat {
         self.graphed = None;
     }
 
-    /// Computes in channels-last layout (NHWC in memory): batches, activations and the
-    /// teacher's weights; the student's weights are converted by each convolution.
+    /// Computes in channels-last layout (NHWC in memory): batches, activations, the teacher's
+    /// weights, and the student's, which the flat buffer (and the optimizer state laid out
+    /// like it) then holds channels-last. Checkpoints and the saved optimizer state do not
+    /// depend on the layout.
     pub fn set_channels_last(&mut self, on: bool) {
-        if on && !self.channels_last {
+        if on == self.channels_last {
+            return;
+        }
+        if on {
             if let Some(t) = self.teacher.as_mut() {
                 t.weights_channels_last();
             }
         }
+        let laid_out = self.flat_laid_state();
+        let canonical: Vec<Tensor> = laid_out.iter().map(|t| self.params.to_canonical(t)).collect();
+        self.params.set_channels_last(on);
+        for (t, c) in laid_out.iter().zip(&canonical) {
+            tch::no_grad(|| t.shallow_clone().copy_(&self.params.from_canonical(c)));
+        }
         self.channels_last = on;
         self.graphed = None;
+    }
+
+    pub fn channels_last(&self) -> bool {
+        self.channels_last
+    }
+
+    /// The state tensors laid out like the flat parameter buffer, besides the buffer itself.
+    fn flat_laid_state(&self) -> Vec<Tensor> {
+        let named = self.state_aliases();
+        named.into_iter().filter(|(n, _)| FLAT_LAID.contains(&n.as_str()) && n != "master").map(|(_, t)| t).collect()
     }
 
     /// Also trains every calibrated activation amax (log-parameterized, Adam at `lr`);
@@ -203,7 +224,7 @@ impl Qat {
     /// one, else the current ones. [`Qat::bind_master`] goes back to training.
     pub fn bind_for_eval(&self, student: &mut impl QuantModel) {
         match &self.ema {
-            Some(e) => self.params.bind(student.graph_mut(), &e.flat.detach()),
+            Some(e) => self.params.bind_plain(student.graph_mut(), &e.flat.detach()),
             None => self.params.bind_master(student.graph_mut()),
         }
         if let (Some(l), Some(q)) = (&self.learned, student.parts_mut().1.as_mut()) {
@@ -306,8 +327,18 @@ impl Qat {
 
     /// What a resumed run needs besides the checkpoint, by name: the fp32 master weights
     /// (the checkpoint may hold their average), Adam's moments and step count, the loss
-    /// scale, and the learned ranges and moving average when there are any.
+    /// scale, and the learned ranges and moving average when there are any. Buffers laid
+    /// out like the flat parameters come in the canonical layout (every weight O×I×kh×kw).
     pub fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        let canonical = |(n, t): (String, Tensor)| {
+            let t = if FLAT_LAID.contains(&n.as_str()) { self.params.to_canonical(&t) } else { t };
+            (n, t)
+        };
+        self.state_aliases().into_iter().map(canonical).collect()
+    }
+
+    /// The optimizer state by name, each tensor an alias of the live one.
+    fn state_aliases(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![("master".to_string(), self.params.flat.detach())];
         let names = ["adam.m", "adam.v", "adam.steps", "loss_scale.scale", "loss_scale.growth"];
         let tensors = self.adam.state().into_iter().chain(self.scale.state());
@@ -326,12 +357,13 @@ impl Qat {
     /// Restores what `optimizer_state` saved (shapes must match this student), and the
     /// moving average's update count.
     pub fn load_optimizer_state(&mut self, saved: &[(String, Tensor)], ema_updates: u64) -> Result<()> {
-        for (name, mine) in self.optimizer_state() {
+        for (name, mine) in self.state_aliases() {
             let Some((_, t)) = saved.iter().find(|(n, _)| *n == name) else { bail!("optimizer state has no `{name}`") };
             if t.size() != mine.size() {
                 bail!("optimizer state `{name}` has shape {:?}, this model needs {:?}", t.size(), mine.size());
             }
-            tch::no_grad(|| mine.shallow_clone().copy_(t));
+            let t = if FLAT_LAID.contains(&name.as_str()) { self.params.from_canonical(&t.to_device(mine.device())) } else { t.shallow_clone() };
+            tch::no_grad(|| mine.shallow_clone().copy_(&t));
         }
         if let Some(e) = self.ema.as_mut() {
             e.updates = ema_updates;
@@ -398,10 +430,14 @@ impl Qat {
         if let Some(e) = self.ema.as_mut() {
             e.update(&self.params.flat, self.learned.as_ref().map(|l| &l.log_amax));
         }
-        self.params.bind_master(student.graph_mut());
+        // Views of the master weights (no copy: this runs inside the recorded graph too).
+        self.params.bind(student.graph_mut(), &self.params.flat.detach());
         loss.detach()
     }
 }
+
+/// Names of the optimizer state laid out like the flat parameter buffer.
+const FLAT_LAID: [&str; 4] = ["master", "adam.m", "adam.v", "ema.flat"];
 
 /// Per-channel weight fake-quantization of the whole flat buffer: each element
 /// carries its channel's scale; biases and unquantized convs pass through. Written

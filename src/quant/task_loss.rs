@@ -66,7 +66,7 @@ pub fn gt_boxes(labels: &[(usize, usize, [f32; 4])], batch: usize, (h, w): (i64,
         mask[k] = if boxes[4 * k..4 * k + 4].iter().sum::<f32>() > 0.0 { 1.0 } else { 0.0 };
     }
     let (b, m) = (batch as i64, m as i64);
-    let t = |v: &[f32], d: i64| Tensor::from_slice(v).view([b, m, d]).to_device(device);
+    let t = |v: &[f32], d: i64| crate::cuda::upload::f32s(v, device).view([b, m, d]);
     GtBoxes { labels: t(&cls, 1), boxes: t(&boxes, 4), mask: t(&mask, 1), masks: None }
 }
 

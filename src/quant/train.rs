@@ -24,11 +24,10 @@ pub struct Batch {
     pub mask_size: usize,
 }
 
-/// A u8 (B,3,H,W) batch as float in [0,1] on `device`.
-/// (A pinned, asynchronous upload measured no faster, and tch can pin only through
-/// libtorch's deprecated `pin_memory(device)`, which warns on every call.)
+/// A u8 (B,3,H,W) batch as float in [0,1] on `device`, uploaded without waiting for the
+/// GPU ([`crate::cuda::upload`]).
 pub fn images_to_tensor(images: &[u8], b: usize, h: usize, w: usize, device: Device) -> Tensor {
-    Tensor::from_slice(images).view([b as i64, 3, h as i64, w as i64]).to_device(device).to_kind(Kind::Float) / 255.0
+    crate::cuda::upload::bytes(images, device).view([b as i64, 3, h as i64, w as i64]).to_kind(Kind::Float) / 255.0
 }
 
 /// Label slots per image that a recorded step is padded to: at least 32, a power of two
