@@ -219,7 +219,7 @@ fn channels_last_qat_computes_what_nchw_does() {
     let run = |cl: bool| {
         let mut m = quantized(TRAINED, 160);
         let mut qat = Qat::new(&mut m, None, Supervision::recipe(1), false);
-        qat.set_channels_last(cl);
+        qat.set_channels_last(&mut m, cl);
         (0..3).map(|_| qat.step(&mut m, &x, 1e-4).double_value(&[])).collect::<Vec<f64>>()
     };
     let (nchw, nhwc) = (run(false), run(true));
@@ -298,13 +298,17 @@ fn channels_last_state_and_weights_read_as_nchw() {
     let mut m2 = quantized(TRAINED, 160);
     let mut b = Qat::new(&mut m2, None, Supervision::recipe(1), false);
     b.enable_ema(0.9, 1.0);
-    b.set_channels_last(true);
+    let weights = |m: &Detector| -> Vec<Tensor> { m.graph.convs().map(|(_, c)| c.weight.shallow_clone()).collect() };
+    let before: Vec<Tensor> = weights(&m2).iter().map(Tensor::copy).collect();
+    b.set_channels_last(&mut m2, true);
+    for (w, want) in weights(&m2).iter().zip(&before) {
+        assert!(w.is_contiguous() && w.equal(want), "the relaid buffer is bound again");
+    }
     b.load_optimizer_state(&saved, 1).unwrap();
     for ((n, t), (n2, t2)) in saved.iter().zip(b.optimizer_state()) {
         assert_eq!(n, &n2);
         assert!(t.equal(&t2), "{n} differs after a channels-last round trip");
     }
-    let weights = |m: &Detector| -> Vec<Tensor> { m.graph.convs().map(|(_, c)| c.weight.shallow_clone()).collect() };
     b.bind_master(&mut m2);
     for (w, want) in weights(&m2).iter().zip(&master) {
         assert!(w.is_contiguous() && w.equal(want), "master weights read back NCHW");

@@ -274,7 +274,7 @@ fn student(m: &mut Detector, a: &Args, device: Device) -> (Qat, Option<GtBoxes>)
     if let Some((decay, tau)) = settings.ema {
         qat.enable_ema(decay, tau);
     }
-    qat.set_channels_last(a.channels_last || super::quantize::channels_last_step(device, a.unfused || a.no_channels_last));
+    qat.set_channels_last(m, a.channels_last || super::quantize::channels_last_step(device, a.unfused || a.no_channels_last));
     let gt = settings.objective.uses_labels().then(|| synthetic_labels(a.batch_size, a.imgsz, device));
     (qat, gt)
 }

@@ -311,7 +311,7 @@ fn new_qat(a: &Args, run: &Run, model: &mut Detector, teacher: Option<Graph>) ->
     if let Some((decay, tau)) = s.ema {
         qat.enable_ema(decay, tau);
     }
-    qat.set_channels_last(channels_last_step(run.device, a.no_fused_kernels || a.no_channels_last));
+    qat.set_channels_last(model, channels_last_step(run.device, a.no_fused_kernels || a.no_channels_last));
     qat
 }
 

@@ -110,8 +110,8 @@ impl Graph {
                 continue;
             }
             let inputs: Vec<Tensor> = node.inputs.iter().zip(&node.quant.inputs).map(|(&v, slot)| read(hook, *slot, v, &vals, &mut quantized, share)).collect();
-            match (&node.op, plan.split_by[i]) {
-                (Op::Conv(c), Some(j)) => {
+            match (&node.op, plan.split_by[i], plan.concat_quant(self, i)) {
+                (Op::Conv(c), Some(j), _) => {
                     let Op::Split { sizes } = &self.nodes[j].op else { unreachable!("split_by names Split nodes") };
                     let mut start = 0;
                     for (&len, &o) in sizes.iter().zip(&self.nodes[j].outputs) {
@@ -121,13 +121,12 @@ impl Graph {
                         start += len;
                     }
                 }
-                (Op::Conv(c), None) if node.quant.output.is_none_or(|s| !s.enabled) => {
+                (Op::Conv(c), None, _) if node.quant.output.is_none_or(|s| !s.enabled) => {
                     let o = node.outputs[0];
                     let fused = plan.fused_output(c, o);
                     store(conv_node(c, &inputs[0], node.quant.weight, fused, hook), o, fused, &mut vals, &mut quantized);
                 }
-                (Op::Concat, None) if plan.concat_quant(self, i).is_some() => {
-                    let q = plan.concat_quant(self, i).expect("checked");
+                (Op::Concat, _, Some(q)) => {
                     let parts: Vec<Tensor> = node.inputs.iter().map(|&v| read_as(hook, q, v, &vals, &mut quantized)).collect();
                     store((Tensor::cat(&parts, 1), true), node.outputs[0], Some(q), &mut vals, &mut quantized);
                 }
@@ -263,7 +262,10 @@ impl Plan {
     /// quantizer. The node then concatenates its inputs quantized (most arrive so from
     /// their convs' epilogues) instead of quantizing the whole again for its readers.
     fn concat_quant(&self, g: &Graph, n: usize) -> Option<QuantId> {
-        self.sole[g.nodes[n].outputs[0]].filter(|_| g.concat_reads_quantized(n))
+        if !g.concat_reads_quantized(n) {
+            return None;
+        }
+        self.sole[g.nodes[n].outputs[0]]
     }
 }
 

@@ -182,8 +182,8 @@ impl Qat {
     /// Computes in channels-last layout (NHWC in memory): batches, activations, the teacher's
     /// weights, and the student's, which the flat buffer (and the optimizer state laid out
     /// like it) then holds channels-last. Checkpoints and the saved optimizer state do not
-    /// depend on the layout.
-    pub fn set_channels_last(&mut self, on: bool) {
+    /// depend on the layout. `student` is rebound to the relaid weights.
+    pub fn set_channels_last(&mut self, student: &mut impl QuantModel, on: bool) {
         if on == self.channels_last {
             return;
         }
@@ -200,6 +200,7 @@ impl Qat {
         }
         self.channels_last = on;
         self.graphed = None;
+        self.params.bind_master(student.graph_mut());
     }
 
     pub fn channels_last(&self) -> bool {
