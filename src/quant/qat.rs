@@ -67,7 +67,6 @@ pub struct Qat {
     half: bool,
     /// The learning rate, a device scalar (a captured step reads it on every replay).
     lr: Tensor,
-    channels_last: bool,
     /// Activation ranges trained alongside the weights (`--learn-amax`).
     learned: Option<LearnedAmax>,
     ema: Option<Ema>,
@@ -141,7 +140,6 @@ impl Qat {
             needed,
             half,
             lr,
-            channels_last: false,
             learned: None,
             ema: None,
             parts,
@@ -184,7 +182,7 @@ impl Qat {
     /// like it) then holds channels-last. Checkpoints and the saved optimizer state do not
     /// depend on the layout. `student` is rebound to the relaid weights.
     pub fn set_channels_last(&mut self, student: &mut impl QuantModel, on: bool) {
-        if on == self.channels_last {
+        if on == self.params.channels_last() {
             return;
         }
         if on {
@@ -198,13 +196,12 @@ impl Qat {
         for (t, c) in laid_out.iter().zip(&canonical) {
             tch::no_grad(|| t.shallow_clone().copy_(&self.params.from_canonical(c)));
         }
-        self.channels_last = on;
         self.graphed = None;
         self.params.bind_master(student.graph_mut());
     }
 
     pub fn channels_last(&self) -> bool {
-        self.channels_last
+        self.params.channels_last()
     }
 
     /// The state tensors laid out like the flat parameter buffer, besides the buffer itself.
@@ -379,7 +376,7 @@ impl Qat {
     /// The step as kernels launched one by one. Nothing here waits for the GPU.
     fn step_eager(&mut self, student: &mut impl QuantModel, x: &Tensor, gt: Option<&GtBoxes>) -> Tensor {
         let x = if self.half { x.to_kind(Kind::Half) } else { x.shallow_clone() };
-        let x = if self.channels_last { channels_last(&x) } else { x };
+        let x = if self.channels_last() { channels_last(&x) } else { x };
         let targets = self.teacher.as_ref().map(|t| tch::no_grad(|| t.run_nodes(&x, &mut TeacherPass, &self.supervised, Some(&self.teacher_needed))));
         // Weights: fake-quantized all at once on the flat buffer, then viewed by the convs.
         let wq = self.weights.apply(&self.params.flat);
